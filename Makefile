@@ -18,7 +18,7 @@ SANDBOX := $(RUN) $(PY) -m ansible_collections.trek10.ec2ssm.tests.sandbox
 SANDBOX_INSTANCES ?= 3
 SANDBOX_STATE ?= $(ROOT)/.sandbox
 
-.PHONY: help demo test system-deps venvs lint typecheck unit e2e e2e-221 sanity units sandbox sandbox-down bench build clean
+.PHONY: help demo test system-deps venvs lint typecheck unit packaging e2e e2e-221 sanity units sandbox sandbox-down bench build clean
 
 help:
 	@echo "make demo          run the demo playbook against private instances on the local sandbox"
@@ -42,7 +42,7 @@ $(V221)/.stamp: requirements.txt tests/requirements.txt tools/mkvenv.sh
 demo: system-deps venvs
 	@$(RUN) PY=$(PY) tools/demo.sh
 
-test: system-deps venvs lint typecheck unit e2e e2e-221 sanity units
+test: system-deps venvs lint typecheck unit packaging e2e e2e-221 sanity units
 	@echo ">>> make test: all passed"
 
 lint: venvs
@@ -54,6 +54,10 @@ typecheck: venvs
 
 unit: venvs
 	$(RUN) $(PYTEST) $(PY) tests/unit
+
+# The Galaxy tarball and the AWX execution-environment definition, built with the real tools.
+packaging: venvs
+	$(RUN) $(PYTEST) $(PY) tests/packaging
 
 e2e: system-deps venvs
 	$(RUN) $(PYTEST) $(PY) tests/sandbox tests/e2e

@@ -9,7 +9,6 @@ give-up time) say so.
 
 from __future__ import annotations
 
-
 # --- AgentMessage framing (ssm-data-channel.md §2) -------------------------------------------
 K_HEADER_LENGTH = 116
 """Value of the HeaderLength field: the offset of PayloadLength, excluding PayloadLength (§2, G3)."""

@@ -18,7 +18,6 @@ Hypothesis tests) can tell "rejected input" apart from a bug; any other exceptio
 
 from __future__ import annotations
 
-
 __all__ = [
     "DataChannelError",
     "LocalProtocolError",

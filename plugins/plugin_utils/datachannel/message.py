@@ -39,7 +39,6 @@ from ansible_collections.trek10.ec2ssm.plugins.plugin_utils.datachannel.errors i
     MalformedMessage,
 )
 
-
 __all__ = [
     "AgentMessage",
     "Flag",
@@ -63,6 +62,8 @@ class MessageType(enum.StrEnum):
 
 
 _UNVALIDATED_TYPES = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
+_WIRE_TYPES = {t: t.value.encode("ascii").ljust(K_MESSAGE_TYPE_SIZE, b" ") for t in MessageType}
+"""§2: the writer fills all 32 bytes with spaces, then writes the name (G3)."""
 
 
 class PayloadType(enum.IntEnum):
@@ -93,6 +94,7 @@ class Flag(enum.IntEnum):
 
 # HeaderLength, MessageType, SchemaVersion, CreatedDate, SequenceNumber, Flags, MessageId (raw),
 # PayloadDigest, PayloadType, PayloadLength -- §2 table, all big-endian (G3).
+_PAYLOAD_TYPE_CLASSES = (int, PayloadType)
 _HEADER = struct.Struct(">I32sIQqQ16s32sII")
 if _HEADER.size != K_HEADER_SIZE:  # pragma: no cover - guards an edit of the format string
     raise AssertionError("AgentMessage header layout must be 120 bytes")
@@ -127,7 +129,28 @@ class AgentMessage:
     schema_version: int = K_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        # Validate that every field fits its wire slot, so that encode() cannot fail later.
+        # Validate that every field fits its wire slot, so that encode() cannot fail later. One
+        # combined test keeps the common case cheap (this runs for every message, both ways).
+        if (
+            type(self.message_type) is MessageType
+            and type(self.message_id) is uuid.UUID
+            and type(self.payload) is bytes
+            and type(self.schema_version) is int
+            and type(self.created_date) is int
+            and type(self.sequence_number) is int
+            and type(self.flags) is int
+            and type(self.payload_type) in _PAYLOAD_TYPE_CLASSES
+            and 0 <= self.schema_version <= _UINT32_MAX
+            and 0 <= self.created_date <= _UINT64_MAX
+            and _INT64_MIN <= self.sequence_number <= _INT64_MAX
+            and 0 <= self.flags <= _UINT64_MAX
+            and 0 <= self.payload_type <= _UINT32_MAX
+            and len(self.payload) <= _UINT32_MAX
+        ):
+            return
+        self._explain_invalid()
+
+    def _explain_invalid(self) -> None:
         if not isinstance(self.message_type, MessageType):
             raise LocalProtocolError(f"message_type must be a MessageType, got {self.message_type!r}")
         if not isinstance(self.message_id, uuid.UUID):
@@ -140,6 +163,7 @@ class AgentMessage:
         _check_range("flags", self.flags, 0, _UINT64_MAX)
         _check_range("payload_type", self.payload_type, 0, _UINT32_MAX)
         _check_range("payload length", len(self.payload), 0, _UINT32_MAX)
+        raise LocalProtocolError("AgentMessage field of an unsupported type")
 
     def __repr__(self) -> str:
         """Log-safe: type, sequence, payload type and length; a short payload prefix only for
@@ -184,7 +208,7 @@ def encode(message: AgentMessage) -> bytes:
     """
     header = _HEADER.pack(
         K_HEADER_LENGTH,
-        message.message_type.value.encode("ascii").ljust(K_MESSAGE_TYPE_SIZE, b" "),
+        _WIRE_TYPES[message.message_type],
         message.schema_version,
         message.created_date,
         message.sequence_number,
@@ -229,14 +253,18 @@ def decode(frame: bytes | bytearray | memoryview, *, warnings: list[str] | None 
     ) = _HEADER.unpack_from(data)
     if header_length != K_HEADER_LENGTH:
         # §2 "Bounds-check HeaderLength": never slice by an untrusted HeaderLength.
-        raise MalformedMessage(f"HeaderLength is {header_length}, expected 116", field="HeaderLength", offset=0)
+        raise MalformedMessage(
+            f"HeaderLength is {header_length}, expected 116", field="HeaderLength", offset=0
+        )
     message_type = _parse_message_type(raw_type)
     payload = data[K_HEADER_SIZE:]
     if message_type not in _UNVALIDATED_TYPES:
         if created_date == 0:
             raise MalformedMessage("CreatedDate is 0", field="CreatedDate", offset=40)
         if hashlib.sha256(payload).digest() != digest:
-            raise MalformedMessage("PayloadDigest does not match the payload", field="PayloadDigest", offset=80)
+            raise MalformedMessage(
+                "PayloadDigest does not match the payload", field="PayloadDigest", offset=80
+            )
     if payload_length != len(payload) and warnings is not None:
         warnings.append(
             f"PayloadLength {payload_length} disagrees with the {len(payload)} payload bytes received"

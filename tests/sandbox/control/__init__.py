@@ -1,0 +1,1 @@
+"""The sandbox control API (``/_sandbox/...``, plain JSON) and its Python client."""

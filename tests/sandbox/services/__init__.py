@@ -1,0 +1,1 @@
+"""The AWS services the sandbox emulates itself (moto-style: models / responses / exceptions)."""

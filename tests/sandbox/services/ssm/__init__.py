@@ -1,0 +1,1 @@
+"""SSM: managed nodes, Session Manager sessions, hybrid-node tags (moto has none of these)."""
