@@ -3,7 +3,7 @@
 #   openssh-server  real sshd per simulated instance     openssh-client  ssh/scp/sftp (Ansible's transport)
 #   iproute2        ip netns for private instances        sudo            become on the instances
 #   util-linux      unshare (own mount/UTS namespace)      procps          ps/pkill for process hygiene checks
-#   shellcheck      lets ansible-test sanity check our shell scripts instead of skipping them
+#   the shellcheck package, so ansible-test sanity checks our shell scripts instead of skipping them
 set -euo pipefail
 need=()
 command -v /usr/sbin/sshd >/dev/null 2>&1 || need+=(openssh-server)

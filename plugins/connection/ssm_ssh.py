@@ -213,6 +213,7 @@ all:
 
 import os
 import sys
+import typing as t
 
 from ansible import constants as C
 from ansible import context
@@ -222,9 +223,27 @@ from ansible.plugins.connection.ssh import AnsibleControlPersistBrokenPipeError
 from ansible.plugins.connection.ssh import Connection as SshConnection
 from ansible.utils.display import Display
 
-from ansible_collections.trek10.ec2ssm.plugins.plugin_utils import keys, ssh_args, ssh_failures
+from ansible_collections.trek10.ec2ssm.plugins.plugin_utils import keys, ssh_args
+
+if t.TYPE_CHECKING:
+    from ansible_collections.trek10.ec2ssm.plugins.plugin_utils import ssh_failures
 
 display = Display()
+
+_HELPER_PREFIX = "trek10.ec2ssm: "
+"""``ssh_failures.HELPER_PREFIX`` (the helper's contract; a unit test keeps the two equal).
+
+ansible-core forks a worker per task, and each worker imports this plugin from source (the
+collection loader compiles it, ssh_failures and aws.errors every time): importing those two only
+when a connection fails keeps about 5 ms off every warm task."""
+
+
+def _failures() -> t.Any:
+    """The ``ssh_failures`` module, imported on first use (see :data:`_HELPER_PREFIX`)."""
+    from ansible_collections.trek10.ec2ssm.plugins.plugin_utils import ssh_failures as module
+
+    return module
+
 
 _PLUGIN_DIR_DEPTH = 5
 """ssm_ssh.py is <root>/ansible_collections/trek10/ec2ssm/plugins/connection/ssm_ssh.py."""
@@ -287,7 +306,8 @@ class Connection(SshConnection):
         super().__init__(*args, **kwargs)
         self._ec2ssm_environment: dict[str, str] = {}
         self._ec2ssm_withheld: tuple[str, ...] = ()
-        self._ec2ssm_context: ssh_failures.Context | None = None
+        self._ec2ssm_context: dict[str, t.Any] | None = None
+        """Arguments of ``ssh_failures.Context`` for diagnosing a failure of this connection."""
         self._ec2ssm_stderr_file: str | None = None
 
     # -- settings -------------------------------------------------------------------------------
@@ -299,13 +319,13 @@ class Connection(SshConnection):
             if ssh_args.EC2_INSTANCE_ID.match(configured) or ssh_args.MANAGED_NODE_ID.match(configured):
                 return str(configured)
             raise Ec2SsmConnectionError(
-                f"{ssh_failures.HELPER_PREFIX}{host}: instance_id {configured!r} is neither an EC2 "
+                f"{_HELPER_PREFIX}{host}: instance_id {configured!r} is neither an EC2 "
                 "instance id (i-...) nor an SSM managed node id (mi-...)"
             )
         if ssh_args.EC2_INSTANCE_ID.match(host) or ssh_args.MANAGED_NODE_ID.match(host):
             return host
         raise Ec2SsmConnectionError(
-            f"{ssh_failures.HELPER_PREFIX}{host}: cannot tell which instance to connect to: the host "
+            f"{_HELPER_PREFIX}{host}: cannot tell which instance to connect to: the host "
             f"{host!r} is not an instance id. Set ansible_host to the instance id (i-...), or set "
             "ansible_ec2ssm_instance_id (the instance_id option) for this host."
         )
@@ -316,14 +336,14 @@ class Connection(SshConnection):
             return str(user) if user else None
         if not user:
             raise Ec2SsmConnectionError(
-                f"{ssh_failures.HELPER_PREFIX}{instance_id}: remote_user is not set. EC2 Instance "
+                f"{_HELPER_PREFIX}{instance_id}: remote_user is not set. EC2 Instance "
                 "Connect pushes the key for one OS user, and ssh would otherwise use the local user "
                 "name. Set ansible_user (or remote_user) to the instance's login user, e.g. "
                 "ec2-user (Amazon Linux) or ubuntu (Ubuntu)."
             )
         if not ssh_args.EIC_OS_USER.match(user):
             raise Ec2SsmConnectionError(
-                f"{ssh_failures.HELPER_PREFIX}{instance_id}: remote_user {user!r} is not a user name "
+                f"{_HELPER_PREFIX}{instance_id}: remote_user {user!r} is not a user name "
                 "EC2 Instance Connect accepts (1-32 characters: letters, digits, '.', '_', '-', '@')"
             )
         return str(user)
@@ -340,8 +360,7 @@ class Connection(SshConnection):
                     return str(self._populate_agent()), None
                 except Exception as error:  # noqa: BLE001 - as the base class: ssh-agent can fail in many ways
                     raise Ec2SsmConnectionError(
-                        f"{ssh_failures.HELPER_PREFIX}failed to add the configured private_key to "
-                        f"ssh-agent: {error}"
+                        f"{_HELPER_PREFIX}failed to add the configured private_key to ssh-agent: {error}"
                     ) from None
             user_key = self.get_option("private_key_file")
             if user_key:
@@ -353,7 +372,7 @@ class Connection(SshConnection):
             pair = keys.run_key_pair(C.DEFAULT_LOCAL_TMP)
             return pair.public_key_file, pair.private_key_file
         except keys.KeyMaterialError as error:
-            raise Ec2SsmConnectionError(f"{ssh_failures.HELPER_PREFIX}{error}") from None
+            raise Ec2SsmConnectionError(f"{_HELPER_PREFIX}{error}") from None
 
     def _credentials(self) -> tuple[dict[str, str], tuple[str, ...]]:
         """Environment for the helper: (variables to set, variables to remove)."""
@@ -363,7 +382,7 @@ class Connection(SshConnection):
         if bool(access_key) != bool(secret_key):
             missing = "secret_key" if access_key else "access_key"
             raise Ec2SsmConnectionError(
-                f"{ssh_failures.HELPER_PREFIX}access_key and secret_key go together; {missing} is not set"
+                f"{_HELPER_PREFIX}access_key and secret_key go together; {missing} is not set"
             )
         if not access_key:
             return {}, ()
@@ -396,7 +415,7 @@ class Connection(SshConnection):
         eic_push = bool(self.get_option("eic_push"))
         if eic_push and ssh_args.MANAGED_NODE_ID.match(instance_id):
             raise Ec2SsmConnectionError(
-                f"{ssh_failures.HELPER_PREFIX}{instance_id}: pushing keys to hybrid managed nodes "
+                f"{_HELPER_PREFIX}{instance_id}: pushing keys to hybrid managed nodes "
                 "(mi-...) is not supported yet: EC2 Instance Connect only serves EC2 instances. Set "
                 "ansible_ec2ssm_eic_push: false and use a key that is already authorized on the node "
                 "(ansible_ssh_private_key_file)."
@@ -405,15 +424,17 @@ class Connection(SshConnection):
         public_key, identity = self._keys(eic_push)
         self._ec2ssm_environment, self._ec2ssm_withheld = self._credentials()
         known_hosts = keys.known_hosts_path(self.get_option("known_hosts_file"))
-        self._ec2ssm_stderr_file = keys.helper_stderr_path(C.DEFAULT_LOCAL_TMP)
-        checking = self.get_option("host_key_checking")
-        self._ec2ssm_context = ssh_failures.Context(
-            instance_id=instance_id,
-            os_user=os_user,
-            known_hosts_file=known_hosts,
-            eic_push=eic_push,
-            timeout=self.get_option("timeout"),
+        self._ec2ssm_stderr_file = keys.helper_stderr_path(
+            C.DEFAULT_LOCAL_TMP, instance_id, os_user, self.get_option("port")
         )
+        checking = self.get_option("host_key_checking")
+        self._ec2ssm_context = {
+            "instance_id": instance_id,
+            "os_user": os_user,
+            "known_hosts_file": known_hosts,
+            "eic_push": eic_push,
+            "timeout": self.get_option("timeout"),
+        }
         return ssh_args.TunnelSettings(
             instance_id=instance_id,
             python=sys.executable or "python3",
@@ -437,7 +458,7 @@ class Connection(SshConnection):
             settings = self._tunnel_settings()
             groups = ssh_args.inserted_options(settings)
         except ssh_args.SshArgumentError as error:
-            raise Ec2SsmConnectionError(f"{ssh_failures.HELPER_PREFIX}{error}") from None
+            raise Ec2SsmConnectionError(f"{_HELPER_PREFIX}{error}") from None
         b_command = super()._build_command(binary, subsystem, *other_args)
         inserted: list[bytes] = []
         for why, args in groups:
@@ -460,25 +481,23 @@ class Connection(SshConnection):
 
     # -- failures ---------------------------------------------------------------------------------
 
-    def _take_helper_stderr(self) -> str:
-        """What the helper of this ssh run wrote (ssh_args.py rule 6); the file is removed."""
-        path = self._ec2ssm_stderr_file
-        if not path:
-            return ""
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                text = handle.read()
-            os.unlink(path)  # a master's helper keeps writing to the unlinked file: harmless
-        except FileNotFoundError:
-            return ""  # ssh reused a master and ran no helper
+    def _helper_output_since(self, offset: int) -> str:
+        """What this destination's helpers wrote during one ssh run (ssh_args.py rule 6).
+
+        That is the new helper's output when ssh started a master, or the output of the running
+        master's helper when its tunnel failed during this run; nothing when all went well.
+        """
+        text = keys.read_stderr_since(self._ec2ssm_stderr_file, offset)
         if text:
             display.vvv(f"trek10.ec2ssm: tunnel helper output:\n{text.rstrip()}", host=self.host)
         return text
 
-    def _raise_diagnosed(self, stderr: str) -> None:
+    def _raise_diagnosed(self, stderr: str, helper_output: str) -> None:
         if self._ec2ssm_context is None:
             return
-        diagnosis = ssh_failures.diagnose(stderr, self._ec2ssm_context)
+        failures = _failures()
+        context: ssh_failures.Context = failures.Context(**self._ec2ssm_context)
+        diagnosis = failures.diagnose(stderr, context, helper_output)
         if diagnosis is None:
             return
         display.vvv(
@@ -491,18 +510,19 @@ class Connection(SshConnection):
     def _bare_run(
         self, cmd: list[bytes], in_data: bytes | None, sudoable: bool = True, checkrc: bool = True
     ) -> tuple[int, bytes, bytes]:
+        offset = keys.stderr_size(self._ec2ssm_stderr_file)
         try:
             result = super()._bare_run(cmd, in_data, sudoable=sudoable, checkrc=checkrc)
         except AnsibleControlPersistBrokenPipeError:
-            self._take_helper_stderr()
+            self._helper_output_since(offset)
             raise  # the base class retries this one itself
         except AnsibleConnectionFailure as error:
             # "Data could not be sent to remote host ...: <stderr>" (pipelining, piped transfers)
-            self._raise_diagnosed(to_text(error.message) + "\n" + self._take_helper_stderr())
+            self._raise_diagnosed(to_text(error.message), self._helper_output_since(offset))
             raise
-        helper = self._take_helper_stderr()
+        helper = self._helper_output_since(offset)
         if result[0] == 255:
-            self._raise_diagnosed(to_text(result[2], errors="surrogate_or_replace") + "\n" + helper)
+            self._raise_diagnosed(to_text(result[2], errors="surrogate_or_replace"), helper)
         return result
 
     # -- entry points that run ssh inside the base class's retry loop -------------------------------

@@ -17,15 +17,28 @@ checks only assignments in the *class body* and would choke on a computed one th
 
 Why fast: ansible-core forks a worker per task, and a worker that loads the plugin builds this
 fragment again. So the core's YAML is read with libyaml's loader when present, and the result is
-written as JSON (which is YAML too) instead of going through PyYAML's pure-Python dumper.
+written as JSON (which is YAML too) instead of going through PyYAML's pure-Python dumper. And the
+result is cached for the rest of the run: the first worker writes it into the run's private
+temporary directory (``C.DEFAULT_LOCAL_TMP``, created by ``ansible-playbook`` and removed when it
+exits), every later worker reads it back. The cache therefore never outlives the ansible-core that
+computed it; its name also carries the core's version and the size and mtime of the two core files
+it is computed from, and it is published with an atomic rename, so concurrent workers read a whole
+file or none. Any trouble with it falls back to computing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+import sys
+import tempfile
 from typing import Any
 
 import yaml
+from ansible import constants as _C
+from ansible import release as _release
 from ansible.plugins.connection import ssh as _core_ssh
 from ansible.plugins.doc_fragments import connection_pipelining as _core_pipelining
 
@@ -64,8 +77,68 @@ def ssh_options() -> dict[str, Any]:
     return options
 
 
+_CACHE_DIR = "trek10.ec2ssm"
+"""Our 0700 directory inside the run's temporary directory (the one ``plugin_utils.keys`` uses)."""
+_CACHE_FORMAT = 1
+"""Bump when :func:`ssh_options` changes what it produces."""
+_CACHE_PREFIX = '{"options":'
+
+
+def _cache_path() -> str | None:
+    """Where this run keeps the computed fragment; None outside an ansible run directory."""
+    local_tmp = getattr(_C, "DEFAULT_LOCAL_TMP", None)
+    if not isinstance(local_tmp, str) or not os.path.isdir(local_tmp):
+        return None
+    key: list[object] = [_CACHE_FORMAT, _release.__version__, sys.version]
+    for source in (_core_ssh.__file__, _core_pipelining.__file__, __file__):
+        stat = os.stat(source)
+        key += [source, stat.st_size, stat.st_mtime_ns]
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:20]
+    return os.path.join(local_tmp, _CACHE_DIR, f"ssh-options-{digest}.json")
+
+
+def _read_cached(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    return text if text.startswith(_CACHE_PREFIX) and text.endswith("}") else None
+
+
+def _write_cached(path: str, text: str) -> None:
+    """Publish atomically (temp file + rename); best effort."""
+    directory = os.path.dirname(path)
+    with contextlib.suppress(OSError):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".ssh-options.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(temporary, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+
+def documentation() -> str:
+    """The fragment's DOCUMENTATION: from this run's cache, else computed (and cached)."""
+    try:
+        path = _cache_path()
+    except OSError:
+        path = None
+    if path is not None:
+        cached = _read_cached(path)
+        if cached is not None:
+            return cached
+    text = json.dumps({"options": ssh_options()}, default=str)
+    if path is not None:
+        _write_cached(path, text)
+    return text
+
+
 class ModuleDocFragment:
     """``DOCUMENTATION`` is set per instance, computed from the running core (see module doc)."""
 
     def __init__(self) -> None:
-        self.DOCUMENTATION = json.dumps({"options": ssh_options()}, default=str)
+        self.DOCUMENTATION = documentation()

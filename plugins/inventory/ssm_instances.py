@@ -45,6 +45,15 @@ extends_documentation_fragment:
   - amazon.aws.region.plugins
   - amazon.aws.assume_role.plugins
 options:
+  session_token:
+    description:
+      - AWS STS session token for use with temporary credentials.
+      - Read from E(AWS_SESSION_TOKEN) and also from E(AWS_SECURITY_TOKEN), the only name AWX's
+        Amazon Web Services credential sets in older AWX versions (the connection plugin reads
+        both names too).
+    env:
+      - name: AWS_SECURITY_TOKEN
+      - name: AWS_SESSION_TOKEN
   plugin:
     description: The name of this plugin; it must always be set to V(trek10.ec2ssm.ssm_instances).
     required: true

@@ -30,6 +30,12 @@ DEBUG_PREFIX = "trek10.ec2ssm debug: "
 PORT_FORWARD_PREFIX = "trek10.ec2ssm port-forward: "
 #: Set to 1/true/yes to get debug lines on stderr without ``--debug`` (e.g. from ssh_config).
 DEBUG_ENV = "TREK10_EC2SSM_DEBUG"
+#: Default for ``--chunk-size`` (max payload bytes per data message), e.g. set by the controller.
+CHUNK_SIZE_ENV = "TREK10_EC2SSM_CHUNK_SIZE"
+#: ``--chunk-size`` bounds. 1024 (the default, datachannel.constants.K_DEFAULT_CHUNK_SIZE) is what
+#: the official peers send; larger values are not known to be safe against AWS (see there).
+MIN_CHUNK_SIZE = 1
+MAX_CHUNK_SIZE = 65536
 
 
 class ExitCode(enum.IntEnum):
@@ -163,6 +169,8 @@ class HelperOptions:
     remote_host: str | None = None
     host_label: str | None = None
     debug: bool = False
+    chunk_size: int | None = None
+    """Max payload bytes per data message; None keeps the data channel's default (1024)."""
 
     @property
     def port_forward(self) -> bool:
@@ -210,6 +218,16 @@ def _local_port(value: str) -> int:
     return _port(value, allow_zero=True)
 
 
+def _chunk_size(value: str) -> int:
+    try:
+        size = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {value!r}") from None
+    if not MIN_CHUNK_SIZE <= size <= MAX_CHUNK_SIZE:
+        raise argparse.ArgumentTypeError(f"chunk size not in {MIN_CHUNK_SIZE}-{MAX_CHUNK_SIZE}: {value}")
+    return size
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python3 -m ansible_collections.trek10.ec2ssm.plugins.plugin_utils.ssm_proxy",
@@ -240,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host-label", help="host name to show in messages (e.g. the inventory name)")
     parser.add_argument("--debug", action="store_true", help=f"debug lines on stderr (also {DEBUG_ENV}=1)")
+    parser.add_argument(
+        "--chunk-size",
+        type=_chunk_size,
+        help=(
+            f"max payload bytes per data message sent ({MIN_CHUNK_SIZE}-{MAX_CHUNK_SIZE}, default 1024 "
+            f"like the official client; also {CHUNK_SIZE_ENV}). Larger is faster where the service "
+            "accepts it; untested against AWS"
+        ),
+    )
     return parser
 
 
@@ -265,6 +292,9 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         raise UsageError("invalid arguments: --reason must be 1 to 256 characters")
     if ns.role_session_name and not ns.assume_role_arn:
         raise UsageError("invalid arguments: --role-session-name needs --assume-role-arn")
+    chunk_size = ns.chunk_size
+    if chunk_size is None:
+        chunk_size = chunk_size_from_env(environ or {})
     return HelperOptions(
         target=ns.target,
         port=ns.port,
@@ -280,8 +310,24 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         remote_host=ns.remote_host or None,
         host_label=ns.host_label or None,
         debug=bool(ns.debug) or debug_from_env(environ or {}),
+        chunk_size=chunk_size,
     )
 
 
 def debug_from_env(environ: Mapping[str, str]) -> bool:
     return environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def chunk_size_from_env(environ: Mapping[str, str]) -> int | None:
+    """``TREK10_EC2SSM_CHUNK_SIZE``, if set (empty means unset).
+
+    Raises:
+        UsageError: the value is not a number in range.
+    """
+    raw = environ.get(CHUNK_SIZE_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        return _chunk_size(raw)
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"invalid {CHUNK_SIZE_ENV}: {error}") from None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import itertools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -178,16 +177,49 @@ def public_key_for(private_key_file: str, local_tmp: str) -> str:
     return path
 
 
-_stderr_files = itertools.count(1)
+def helper_stderr_path(local_tmp: str, instance_id: str, os_user: str | None, port: object) -> str:
+    """The path, in the run's private directory, where the helpers for one SSH destination append
+    their stderr (``2>>``, ssh_args.py rule 6).
 
-
-def helper_stderr_path(local_tmp: str) -> str:
-    """A fresh path in the run's private directory for one ssh invocation's helper stderr.
-
-    Not created here: the ProxyCommand's ``2>>`` creates it, only if ssh runs the helper (a new
-    connection). Unique per worker process and call, so concurrent ssh runs never share one.
+    One file per destination (instance, OS user, port: what ControlPath tells masters apart), not
+    per ssh run: a ControlPersist master's helper lives on after the ssh run that started it, and
+    when its tunnel fails during a later task, its last words must still be where that task's
+    ssh failure is diagnosed. Readers take what was appended during their own run (offsets).
     """
-    return os.path.join(private_dir(local_tmp), f"helper-{os.getpid()}-{next(_stderr_files)}.stderr")
+    destination = f"{instance_id}\0{os_user or ''}\0{port or ''}"
+    digest = hashlib.sha256(destination.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return os.path.join(private_dir(local_tmp), f"helper-{digest}.stderr")
+
+
+HELPER_STDERR_READ_LIMIT = 64 * 1024
+"""Bytes of helper output read per ssh run at most (the newest): ``--debug`` output can be long."""
+
+
+def stderr_size(path: str | None) -> int:
+    """Current size of a helper stderr file (0 when there is none yet)."""
+    if not path:
+        return 0
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read_stderr_since(path: str | None, offset: int) -> str:
+    """What was appended to ``path`` after ``offset`` (at most the newest
+    :data:`HELPER_STDERR_READ_LIMIT` bytes); "" when nothing was, or there is no file."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            if end < offset:  # replaced meanwhile: everything in it is new
+                offset = 0
+            handle.seek(max(offset, end - HELPER_STDERR_READ_LIMIT))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    return data.decode("utf-8", errors="replace")
 
 
 def known_hosts_path(configured: str) -> str:

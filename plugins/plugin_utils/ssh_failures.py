@@ -65,6 +65,7 @@ _PERMISSION_DENIED = re.compile(r"Permission denied \((?:[\w-]+,)*publickey")
 _HOST_KEY_CHANGED = "REMOTE HOST IDENTIFICATION HAS CHANGED"
 _HOST_KEY_FAILED = "Host key verification failed"
 _BANNER_TIMEOUT = "Connection timed out during banner exchange"
+_TRACEBACK = "Traceback (most recent call last):"
 
 
 @dataclass(frozen=True)
@@ -96,17 +97,42 @@ def helper_line(stderr: str) -> str | None:
     return found
 
 
+def _python_crash(stderr: str) -> str | None:
+    """The last line of a Python traceback in ``stderr`` (the helper died before it could write
+    its own line: a broken install, a syntax error), else None."""
+    lines = [raw.strip("\r") for raw in stderr.splitlines()]
+    if _TRACEBACK not in lines:
+        return None
+    start = len(lines) - 1 - lines[::-1].index(_TRACEBACK)
+    for line in lines[start + 1 :]:
+        if line and not line.startswith((" ", "\t")):
+            return line.strip()
+    return None
+
+
 def is_permanent_helper_failure(line: str) -> bool:
     """Whether a helper line names an error code or botocore error that retrying cannot fix."""
     return not PERMANENT_CODES.isdisjoint(_WORD.findall(line))
 
 
-def diagnose(stderr: str, context: Context) -> Diagnosis | None:
-    """Explain a failed ssh run from its stderr, or ``None`` when nothing here is ours to explain."""
-    line = helper_line(stderr)
+def diagnose(stderr: str, context: Context, helper_output: str = "") -> Diagnosis | None:
+    """Explain a failed ssh run, or ``None`` when nothing here is ours to explain.
+
+    ``stderr`` is ssh's; ``helper_output`` what the tunnel helper wrote during the run (only
+    there is a Python traceback the helper's: in ssh's stderr it may be the remote command's).
+    """
+    line = helper_line(helper_output) or helper_line(stderr)
     if line is not None:
         return Diagnosis(line, permanent=is_permanent_helper_failure(line))
     iid = context.instance_id
+    crash = _python_crash(helper_output)
+    if crash is not None:
+        return Diagnosis(
+            f"{HELPER_PREFIX}{iid}: the tunnel helper could not run: {crash}. Check that the "
+            "controller's Python has this collection and its requirements (boto3/botocore, "
+            "websockets); -vvv shows the helper's whole output.",
+            permanent=True,
+        )
     if _HOST_KEY_CHANGED in stderr:
         return Diagnosis(
             f"{HELPER_PREFIX}{iid}: the SSH host key presented for {iid} differs from the one pinned "

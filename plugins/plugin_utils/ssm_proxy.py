@@ -33,6 +33,12 @@ Options::
                             (document AWS-StartPortForwardingSessionToRemoteHost)
     --host-label NAME       name to show in messages (e.g. the inventory host name)
     --debug                 debug lines on stderr (or TREK10_EC2SSM_DEBUG=1), secrets redacted
+    --chunk-size N          max payload bytes per data message we send, 1-65536 (or
+                            TREK10_EC2SSM_CHUNK_SIZE=N; default 1024, what the official client
+                            sends). Bigger chunks cost less CPU per byte and raise upload
+                            throughput where the service accepts them, which is not established
+                            for AWS (see datachannel/constants.py K_DEFAULT_CHUNK_SIZE); the
+                            agent's chunks (downloads) are the agent's choice
 
 Credentials come only from the standard AWS environment and config (``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY`` with ``AWS_SESSION_TOKEN`` or ``AWS_SECURITY_TOKEN``, profiles, SSO,
@@ -50,7 +56,8 @@ Exit codes:
 ====  ==============  =====================================================================
 code  kind            meaning
 ====  ==============  =====================================================================
-0     ok              the stream ended (stdin EOF or session closed); TerminateSession called
+0     ok              the stream ended: stdin EOF (ssh is done) or, in port-forward mode, the
+                      session closed normally; TerminateSession called
 2     usage           bad command line
 3     config          local configuration: key file, mi-* with a key push, unknown profile,
                       no region, invalid parameter
@@ -62,7 +69,8 @@ code  kind            meaning
 8     not-found       unknown instance, document or session
 9     aws-error       any other AWS error
 10    transport       an AWS API endpoint is unreachable (network, TLS, proxy, timeout)
-11    tunnel          the data channel failed (websocket, handshake, resume, session closed by AWS)
+11    tunnel          the data channel failed (websocket, handshake, resume, session closed by AWS),
+                      or the instance side ended the stream while ssh was still using it
 12    dependency      botocore or websockets is not installed in this Python
 70    internal        a bug: an unexpected exception (one line, with its type)
 128+N signal          stopped by signal N (129 SIGHUP, 130 SIGINT, 143 SIGTERM) after TerminateSession
@@ -331,6 +339,9 @@ class Helper:
             ssl_context = (
                 build_ssl_context(self.aws.verify_path()) if session.stream_url.startswith("wss:") else None
             )
+            tuning: dict[str, Any] = {}
+            if self.options.chunk_size is not None:
+                tuning["chunk_size"] = self.options.chunk_size
             self.tunnel = Tunnel(
                 stream_url=session.stream_url,
                 token=session.token_value,
@@ -339,24 +350,38 @@ class Helper:
                 resume=self._resume,
                 ssl_context=ssl_context,
                 log=self._driver_log(),
+                **tuning,
             )
             info = await self.tunnel.connect()
             self.log(f"= data channel open: {info.mode.value} mode, agent {info.agent_version}")
+            remote_first = False
             if self.options.port_forward:
                 await self._port_forward()
             else:
                 from ansible_collections.trek10.ec2ssm.plugins.plugin_utils.tunnel.stdio_bridge import (
+                    REMOTE_END,
                     bridge_stdio,
                 )
 
-                await bridge_stdio(self.tunnel, stdin_fd=self.stdin_fd, stdout_fd=self.stdout_fd)
-                self.log(f"= stream ended {self.tunnel.stats}")
+                ended = await bridge_stdio(self.tunnel, stdin_fd=self.stdin_fd, stdout_fd=self.stdout_fd)
+                self.log(f"= stream ended ({ended} side first) {self.tunnel.stats}")
+                remote_first = ended == REMOTE_END
             if self.tunnel.closed_output:
                 # channel_closed with an Output is AWS/the agent explaining an abnormal end (§6.5),
                 # e.g. the idle timeout; an empty Output is a normal end.
                 raise HelperFailure(
                     "tunnel",
                     f"{self.where}: AWS closed session {session.session_id}: {self.tunnel.closed_output}",
+                )
+            if remote_first:
+                # ssh closes its side first when it is done; the instance side ending first means
+                # the SSH connection was cut under ssh (ssh itself only says "Shared connection
+                # closed"), so say what we know and what usually causes it.
+                raise HelperFailure(
+                    "tunnel",
+                    f"{self.where}: the instance side ended session {session.session_id} while ssh "
+                    "was still using it: the instance may be stopping or rebooting, or its sshd or "
+                    "SSM agent was restarted",
                 )
         except MissingDependency as error:
             raise HelperFailure("dependency", f"{self.where}: {self._strip_target(error)}") from error

@@ -242,6 +242,31 @@ def test_every_failure_names_its_cause(sandbox: ConnectionSandbox, controller: C
     )
 
 
+def test_a_tunnel_lost_under_a_running_task_is_explained(
+    sandbox: ConnectionSandbox, controller: Controller
+) -> None:
+    """The master's helper reports the loss after the run that started it has ended: its words
+    still reach the task that was running (one stderr file per destination, read by offset)."""
+    target = sandbox.launch(platform="amazon-linux")
+    hosts = {
+        "stops-mid-task": {
+            "ansible_host": target["instance_id"],
+            "ansible_user": "ec2-user",
+            "sandbox_state_dir": str(sandbox.handle.state_dir),
+        }
+    }
+
+    result = controller.playbook(PLAYBOOKS / "midplay.yml", hosts, tree=True)
+
+    assert result.returncode != 0
+    assert result.recap()["stops-mid-task"]["ok"] == 2, result.output
+    message = host_results(controller.tree)["stops-mid-task"]["msg"]
+    assert "trek10.ec2ssm: " in message, message
+    assert target["instance_id"] in message, message
+    assert "the instance side ended session" in message, message
+    assert "Failed to connect to the host via ssh" not in message, message
+
+
 def test_only_transient_failures_are_retried(sandbox: ConnectionSandbox, controller: Controller) -> None:
     """With reconnection_retries, a denied call is made once, an instance not yet Online again."""
     offline = sandbox.launch(platform="amazon-linux")

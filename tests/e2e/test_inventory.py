@@ -108,8 +108,10 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     config_file = root / "sandbox.yml"
     config_file.write_text(yaml.safe_dump(config))
     state = root / "state"
+    command = [sys.executable, "-m", SANDBOX, "up", "--config", str(config_file), "--state-dir", str(state)]
+    command += ["--owner-pid", str(os.getpid())]  # a killed test run takes its sandbox with it
     up = subprocess.run(
-        [sys.executable, "-m", SANDBOX, "up", "--config", str(config_file), "--state-dir", str(state)],
+        command,
         capture_output=True,
         text=True,
         timeout=300,

@@ -50,8 +50,10 @@ def sandbox_env(state: Path) -> dict[str, str]:
 
 def test_demo_playbook_runs_over_ssm_ssh_with_only_the_inventory_file(tmp_path: Path):
     state = tmp_path / "sandbox"
+    command = [sys.executable, "-m", SANDBOX, "up", "--instances", "3", "--state-dir", str(state)]
+    command += ["--owner-pid", str(os.getpid())]  # a killed test run takes its sandbox with it
     up = subprocess.run(
-        [sys.executable, "-m", SANDBOX, "up", "--instances", "3", "--state-dir", str(state)],
+        command,
         capture_output=True,
         text=True,
         timeout=300,

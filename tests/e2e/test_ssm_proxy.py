@@ -330,28 +330,45 @@ def test_persistent_throttling(sandbox: SandboxHandle, instance: dict[str, Any])
 def test_throttling_that_passes_is_not_reported(
     sandbox: SandboxHandle, instance: dict[str, Any], work: Path
 ) -> None:
-    """A short burst of ThrottlingException is retried with backoff and never shown."""
+    """A short burst of ThrottlingException is retried with backoff and never shown.
+
+    The burst is made by events, not by timing: StartSession gets one token that never refills, so
+    the second helper to ask is throttled however the four calls are spread in time; once the
+    sandbox has answered ThrottlingException, the bucket opens and the retries pass. (A bucket that
+    refills at a low rate instead lets a helper lose all its attempts now and then, with full
+    jitter, or lets four slow-starting helpers all pass unthrottled.)
+    """
     iid = instance["instance_id"]
+    throttled_before = sandbox.ctl.count("StartSession", target=iid, outcome="ThrottlingException")
     sandbox.ctl.set_faults(
-        throttling={"enabled": True, "rules": {"ssm:StartSession": {"rate": 2.0, "burst": 1}}}
+        throttling={"enabled": True, "rules": {"ssm:StartSession": {"rate": 0.0, "burst": 1}}}
     )
     try:
         runs = [
             subprocess.Popen(
                 ssh_argv(work, iid, "ec2-user", "true"),
-                env=sandbox.env(),
+                # more attempts than the default 5: the bucket opens a control-API round trip after
+                # the first ThrottlingException, and full jitter can make 4 retries that quick
+                env=sandbox.env(AWS_MAX_ATTEMPTS="10"),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
             for _run in range(4)
         ]
+        deadline = time.monotonic() + 120
+        while (
+            sandbox.ctl.count("StartSession", target=iid, outcome="ThrottlingException") == throttled_before
+        ):
+            assert time.monotonic() < deadline, "no StartSession was throttled"
+            time.sleep(0.05)
+        sandbox.ctl.set_faults(throttling={"rules": {"ssm:StartSession": START_SESSION_RULE}})
         results = [(proc.wait(timeout=120), proc.communicate()[1]) for proc in runs]
     finally:
         sandbox.ctl.set_faults(throttling={"rules": {"ssm:StartSession": START_SESSION_RULE}})
     assert [code for code, _err in results] == [0, 0, 0, 0], results
     assert not [line for _code, err in results for line in failure_lines(err)]
-    assert sandbox.ctl.count("StartSession", target=iid, outcome="ThrottlingException") >= 1
+    assert sandbox.ctl.count("StartSession", target=iid, outcome="ThrottlingException") > throttled_before
 
 
 def test_port_forward_mode(sandbox: SandboxHandle, instance: dict[str, Any], work: Path) -> None:

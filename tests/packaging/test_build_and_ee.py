@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -152,3 +153,8 @@ def test_example_execution_environment_builds_a_context(tmp_path: Path) -> None:
     assert (context / "_build" / "collections" / "trek10-ec2ssm-0.1.0.tar.gz").is_file()
     assert "ansible-galaxy collection install" in containerfile
     assert "session-manager-plugin" not in containerfile
+    # ansible-core 2.19 (meta/runtime.yml's minimum) on a Python it supports, installed by pip
+    assert 'ARG PYCMD="/usr/bin/python3.11"' in containerfile
+    assert re.search(r'ARG ANSIBLE_INSTALL_REFS="ansible-core>=2\.19[^"]* ansible-runner"', containerfile)
+    # the collection's own requirements are added at build time by introspection
+    assert "introspect.py introspect" in containerfile

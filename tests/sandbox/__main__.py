@@ -4,14 +4,14 @@ Commands::
 
     up      [--state-dir .sandbox] [--instances N] [--api-only N] [--hybrid N]
             [--regions us-east-1,us-west-2] [--config FILE] [--eic-key-ttl S]
-            [--no-throttling] [--netns auto|on|off] [--timeout S]
+            [--no-throttling] [--netns auto|on|off] [--timeout S] [--owner-pid PID]
     down    [--state-dir .sandbox]
     status  [--state-dir .sandbox]
     ctl     [--state-dir .sandbox] instances | calls [--action A --target T ...] | reset-calls
             | stop ID | start ID | terminate ID | ping ID STATUS | launch JSON
             | faults [JSON] | iam [PRINCIPAL FILE|-] | iam-clear [PRINCIPAL] | principal USER
             | sessions | raw METHOD PATH [JSON]
-    serve   --state-dir DIR --config FILE     (what ``up`` runs in the background)
+    serve   --state-dir DIR --config FILE [--owner-pid PID]     (what ``up`` runs in the background)
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from .lifecycle import UpError, up
 
     try:
-        info = up(_config_from_args(args), Path(args.state_dir), timeout=args.timeout)
+        info = up(
+            _config_from_args(args), Path(args.state_dir), timeout=args.timeout, owner_pid=args.owner_pid
+        )
     except UpError as exc:
         print(f"sandbox up failed: {exc}", file=sys.stderr)
         return 1
@@ -164,7 +166,11 @@ def _json_list(text: str) -> list[Any]:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .lifecycle import serve
 
-    return serve(Path(args.state_dir).resolve(), SandboxConfig.load(Path(args.config)))
+    return serve(
+        Path(args.state_dir).resolve(),
+        SandboxConfig.load(Path(args.config)),
+        owner_pid=args.owner_pid,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--no-throttling", action="store_true")
     p_up.add_argument("--netns", choices=("auto", "on", "off"))
     p_up.add_argument("--timeout", type=float, default=180.0)
+    p_up.add_argument(
+        "--owner-pid", type=int, help="stop and clean up by itself once this process has ended (tests)"
+    )
     p_up.set_defaults(func=_cmd_up)
     p_down = sub.add_parser("down", help="stop it and remove namespaces, routes, mounts (idempotent)")
     p_down.add_argument("--state-dir", default=".sandbox")
@@ -195,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run in the foreground (used by up)")
     p_serve.add_argument("--state-dir", required=True)
     p_serve.add_argument("--config", required=True)
+    p_serve.add_argument("--owner-pid", type=int)
     p_serve.set_defaults(func=_cmd_serve)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -11,10 +11,11 @@ or ``pytest -p ansible_collections.trek10.ec2ssm.tests.sandbox.fixtures``. Overr
 call ``sandbox_factory(SandboxConfig(...))`` for a separate one (torn down at session end).
 
 The sandbox runs as its own process (``up``/``down``, as ``make sandbox`` does), in a
-temporary state directory; the handle gives the standard AWS environment, a control-API client,
-boto3 clients that use exactly that environment, and helpers to reach an instance's sshd
-without SSM. Tests do not change ``os.environ``: they pass ``handle.env()`` to subprocesses and
-use ``handle.client(...)`` for boto3.
+temporary state directory, tied to the test process: if the session is killed before its
+teardown, the sandbox notices and removes itself (``up(owner_pid=...)``). The handle gives the
+standard AWS environment, a control-API client, boto3 clients that use exactly that environment,
+and helpers to reach an instance's sshd without SSM. Tests do not change ``os.environ``: they
+pass ``handle.env()`` to subprocesses and use ``handle.client(...)`` for boto3.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class SandboxHandle:
 
 
 def start_sandbox(state_dir: Path, config: SandboxConfig, timeout: float = 180.0) -> SandboxHandle:
-    return SandboxHandle(state_dir.resolve(), up(config, state_dir, timeout=timeout))
+    """A sandbox that lives at most as long as this process (it cleans up after a killed run too)."""
+    return SandboxHandle(state_dir.resolve(), up(config, state_dir, timeout=timeout, owner_pid=os.getpid()))
 
 
 @pytest.fixture(scope="session")

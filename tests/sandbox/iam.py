@@ -12,10 +12,12 @@ policies):
 
 Matched: ``Action``/``NotAction`` (case-insensitive, ``*`` and ``?`` wildcards), ``Resource``/
 ``NotResource`` (case-sensitive wildcards, with the policy variables ``${aws:username}``,
-``${aws:userid}`` and ``${aws:PrincipalAccount}``), ``Condition`` with the string operators
+``${aws:userid}`` and ``${aws:PrincipalAccount}``; as on AWS, ``aws:username`` exists only for IAM
+users, so for an assumed role a pattern using it matches nothing), ``Condition`` with the string operators
 (``StringEquals``, ``StringNotEquals``, ``StringEqualsIgnoreCase``, ``StringNotEqualsIgnoreCase``,
 ``StringLike``, ``StringNotLike``, each also with ``IfExists``), ``Bool`` and ``Null``; condition keys
-are case-insensitive, several values are ORed, several keys and operators ANDed. Not evaluated:
+are case-insensitive, several values are ORed, several keys and operators ANDed. Every request
+carries the global key ``aws:RequestedRegion`` (the region the request was signed for). Not evaluated:
 numeric/date/ARN/IP operators and ``ForAllValues``/``ForAnyValue`` set operators: a statement using
 one never matches, and the server log says so, so a test cannot pass by accident.
 """
@@ -135,12 +137,12 @@ def _statement_matches(statement: Mapping[str, Any], request: AuthzRequest) -> b
         return False
     if "Resource" in statement:
         patterns = [_substitute(p, request.caller) for p in _as_list(statement["Resource"])]
-        if not any(_match_resource(p, request.resource) for p in patterns):
+        if not any(p is not None and _match_resource(p, request.resource) for p in patterns):
             return False
     elif "NotResource" in statement:
         patterns = [_substitute(p, request.caller) for p in _as_list(statement["NotResource"])]
-        if any(_match_resource(p, request.resource) for p in patterns):
-            return False
+        if any(p is None or _match_resource(p, request.resource) for p in patterns):
+            return False  # an unresolvable variable: the statement does not apply
     else:
         return False
     return _conditions_match(statement.get("Condition") or {}, request)
@@ -156,7 +158,15 @@ def _match_resource(pattern: str, resource: str) -> bool:
     return re.fullmatch(regex, resource, flags=re.DOTALL) is not None
 
 
-def _substitute(pattern: str, caller: Caller) -> str:
+def _is_iam_user(caller: Caller) -> bool:
+    return ":user/" in caller.arn
+
+
+def _substitute(pattern: str, caller: Caller) -> str | None:
+    """``pattern`` with its policy variables replaced; None when one has no value for ``caller``
+    (AWS: a variable it cannot resolve makes the element match nothing)."""
+    if "${aws:username}" in pattern and not _is_iam_user(caller):
+        return None
     return (
         pattern.replace("${aws:username}", caller.name)
         .replace("${aws:userid}", caller.user_id)
@@ -181,7 +191,7 @@ def _context_value(request: AuthzRequest, key: str) -> list[str] | None:
         if name.lower() == lowered:
             return [str(v) for v in _as_list(value)]
     if lowered == "aws:username":
-        return [request.caller.name]
+        return [request.caller.name] if _is_iam_user(request.caller) else None
     if lowered == "aws:userid":
         return [request.caller.user_id]
     if lowered == "aws:principalarn":

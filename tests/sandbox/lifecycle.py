@@ -5,6 +5,11 @@
 again with the same configuration is a no-op; with another configuration it restarts the
 sandbox. ``down`` stops the server (SIGTERM, which tears everything down in order) and then runs
 the crash-safe cleanup for anything a killed server left behind. Both are idempotent.
+
+With an *owner* (``owner_pid``; the pytest fixtures pass their own process) the sandbox also
+stops and cleans up by itself (namespaces, route, /run directory, its sshd and everything else in
+its namespaces) as soon as that process has ended, however it ended: SIGKILL, or a CI timeout that
+never runs fixture teardown. ``make sandbox`` has no owner: it outlives its command.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -45,8 +51,14 @@ def state_lock(state: StateDir) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def up(config: SandboxConfig, state_dir: Path, timeout: float = 180.0) -> dict[str, Any]:
-    """Start (or keep) a sandbox for ``config`` in ``state_dir``; return its ``sandbox.json``."""
+def up(
+    config: SandboxConfig, state_dir: Path, timeout: float = 180.0, owner_pid: int | None = None
+) -> dict[str, Any]:
+    """Start (or keep) a sandbox for ``config`` in ``state_dir``; return its ``sandbox.json``.
+
+    ``owner_pid``: the new sandbox stops by itself once that process has ended (an already
+    running sandbox is kept as it is).
+    """
     state = StateDir(state_dir.resolve())
     with state_lock(state):
         info = state.read_info()
@@ -62,17 +74,20 @@ def up(config: SandboxConfig, state_dir: Path, timeout: float = 180.0) -> dict[s
         log = open(state.log_file, "ab")  # noqa: SIM115 - handed to the child
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        argv = [
+            sys.executable,
+            "-m",
+            PACKAGE,
+            "serve",
+            "--state-dir",
+            str(state.root),
+            "--config",
+            str(config_file),
+        ]
+        if owner_pid is not None:
+            argv += ["--owner-pid", str(owner_pid)]
         child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                PACKAGE,
-                "serve",
-                "--state-dir",
-                str(state.root),
-                "--config",
-                str(config_file),
-            ],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -149,8 +164,9 @@ def _down_locked(state: StateDir) -> bool:
     return was_running
 
 
-def serve(state_dir: Path, config: SandboxConfig) -> int:
-    """Run a sandbox in this process until SIGTERM/SIGINT (what ``up`` starts)."""
+def serve(state_dir: Path, config: SandboxConfig, owner_pid: int | None = None) -> int:
+    """Run a sandbox in this process until SIGTERM/SIGINT (what ``up`` starts), or until process
+    ``owner_pid`` has ended."""
     from .server import Sandbox
 
     logging.basicConfig(
@@ -162,6 +178,8 @@ def serve(state_dir: Path, config: SandboxConfig) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if owner_pid is not None:
+        threading.Thread(target=_stop_with_owner, args=(owner_pid, stop), name="owner", daemon=True).start()
     sandbox = Sandbox(config, state_dir)
     try:
         sandbox.start()
@@ -180,3 +198,26 @@ def serve(state_dir: Path, config: SandboxConfig) -> int:
         pass
     sandbox.stop()
     return 0
+
+
+def _stop_with_owner(owner_pid: int, stop: threading.Event) -> None:
+    """Wait until process ``owner_pid`` has ended, then ask for a stop (and so a full clean-up).
+
+    A pidfd becomes readable when the process ends (zombies included) and, unlike polling the pid,
+    cannot be fooled by the pid being reused once it is open.
+    """
+    try:
+        pidfd = os.pidfd_open(owner_pid)
+    except ProcessLookupError:
+        pidfd = None  # already gone
+    except OSError:  # no pidfd support: poll
+        while pid_alive(owner_pid):
+            time.sleep(1.0)
+        pidfd = None
+    if pidfd is not None:
+        try:
+            select.select([pidfd], [], [])
+        finally:
+            os.close(pidfd)
+    logging.getLogger("ec2ssm.sandbox").info("owner process %d has ended: stopping", owner_pid)
+    stop.set()

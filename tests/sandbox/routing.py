@@ -104,13 +104,21 @@ class SandboxApp:
 
     # --- identity ------------------------------------------------------------------------------
 
-    def identify(self, access_key_id: str, region: str) -> Caller:
-        """The caller as STS GetCallerIdentity (moto) would name it; unknown keys per config."""
+    def identify(self, access_key_id: str, region: str, security_token: str | None = None) -> Caller:
+        """The caller as STS GetCallerIdentity (moto) would name it; unknown keys per config.
+
+        Temporary credentials (an assumed role's ``ASIA...`` key) are valid only with their session
+        token (``X-Amz-Security-Token``), as on AWS: without it, or with another one, the request
+        is refused as AWS refuses it ("The security token included in the request is invalid").
+        """
         user_id, arn, account = self.sandbox.caller_identity(access_key_id, region)
         if (
             user_id == _MOTO_DEFAULT_USER_ID
             and self.sandbox.config.iam.get("unknown_access_keys") == "reject"
         ):
+            raise UnrecognizedClient()
+        expected = self.sandbox.session_token_of(access_key_id)
+        if expected is not None and security_token != expected:
             raise UnrecognizedClient()
         return Caller(access_key_id=access_key_id, account_id=account, arn=arn, user_id=user_id)
 
@@ -132,7 +140,9 @@ class SandboxApp:
         try:
             if scope is None:
                 raise MissingAuthenticationToken()
-            caller = self.identify(scope.access_key_id, scope.region)
+            caller = self.identify(
+                scope.access_key_id, scope.region, environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
+            )
             caller_name = caller.name
             params = service.parse(body)
             target = service.target_of(operation, params)
@@ -160,7 +170,9 @@ class SandboxApp:
         service = scope.service
         request_id = str(uuid.uuid4())
         try:
-            caller = self.identify(scope.access_key_id, scope.region)
+            caller = self.identify(
+                scope.access_key_id, scope.region, environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
+            )
         except ServiceException as exc:
             data = query_error_xml("AuthFailure", exc.message, request_id)
             self.sandbox.calls.record(service, action, scope.region, "", "", "AuthFailure")
@@ -172,7 +184,9 @@ class SandboxApp:
         if service != "sts" and action:
             iam_action = f"{service}:{action}"
             try:
-                self.sandbox.policies.authorize(AuthzRequest(caller, iam_action, "*"))
+                self.sandbox.policies.authorize(
+                    AuthzRequest(caller, iam_action, "*", {"aws:RequestedRegion": scope.region})
+                )
             except AccessDenied as exc:
                 data = unauthorized_operation_xml(
                     "You are not authorized to perform this operation. " + exc.message, request_id

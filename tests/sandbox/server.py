@@ -245,6 +245,13 @@ class Sandbox:
         user_id, arn, account = sts_backends[ACCOUNT_ID]["global"].get_caller_identity(access_key_id, region)
         return str(user_id), str(arn), str(account)
 
+    def session_token_of(self, access_key_id: str) -> str | None:
+        """The session token that must accompany ``access_key_id`` (assumed roles), else None."""
+        from moto.sts.models import sts_backends
+
+        role = sts_backends[ACCOUNT_ID]["global"].get_assumed_role_from_access_key(access_key_id)
+        return str(role.session_token) if role is not None else None
+
     def environment(self) -> dict[str, str]:
         """The standard AWS variables that select this sandbox (what env.sh exports)."""
         endpoint = self.endpoint

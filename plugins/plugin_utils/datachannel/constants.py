@@ -32,8 +32,25 @@ K_RTT_BETA = 1 / 4
 K_CLOCK_GRANULARITY = 0.01
 K_RTO_MAX = 1.0
 K_DEFAULT_CHUNK_SIZE = 1024
-"""§3.1: both official peers send at most 1024 payload bytes per message; "keep payloads
-<= 1024 bytes for safety unless measured otherwise". A constructor parameter overrides it."""
+"""Max payload bytes per data message we send. §3.1: both official peers send at most 1024
+(``StreamDataPayloadSize`` in session-manager-plugin ``src/config/config.go`` and in
+amazon-ssm-agent ``agent/session/config/config.go``); "keep payloads <= 1024 bytes for safety unless
+measured otherwise". We cannot measure against AWS here, and the public evidence is mixed:
+
+* larger payloads do pass the service: mmmorris1975/ssm-session-client (and its fork
+  alexbacchin/ssm-session-client) send up to 1536 bytes per message (``datachannel/data_channel.go``
+  ``ReadFrom``), and dacort/pyssm-client's port forwarding sends whole smux frames of up to
+  32 KiB + 8 as one message (``cli/port_forward.py`` with ``communicator/smux.py``);
+* but Hanschad/session-proxy measured against AWS (``docs/large-transfer-stability.md``, commit
+  bdc28b9, 2026-01) that 8192-byte payloads under sustained upload drew ``pause_publication`` and
+  then ``channel_closed`` from the service, where 1024 with the same window completed, and capped
+  its chunk at 1024; and a session moves well under 1 MB/s on AWS anyway (0.6-0.8 MB/s in
+  amazon-ssm-agent issue #664; alexbacchin's client throttles uploads for that reason), so there
+  bigger chunks would save CPU, not time.
+
+So the default stays 1024, the one size every peer is known to accept. ``--chunk-size`` /
+``TREK10_EC2SSM_CHUNK_SIZE`` on the helper (``chunk_size`` here) raise it where it is known to work
+(the sandbox accepts any size: 32 KiB cuts the helper's CPU per uploaded byte by about 3x)."""
 K_DEFAULT_MAX_UNACKED_MESSAGES = 1024
 """Our choice: the bounded outgoing window (count). The Go client evicts at 10 000 (G10); we
 apply backpressure instead, so the bound only caps memory and in-flight data."""

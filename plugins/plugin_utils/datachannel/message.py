@@ -25,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import os
+import random
 import struct
 import uuid
 
@@ -42,10 +44,14 @@ from ansible_collections.trek10.ec2ssm.plugins.plugin_utils.datachannel.errors i
 __all__ = [
     "AgentMessage",
     "Flag",
+    "MessageIdSource",
     "MessageType",
     "PayloadType",
     "decode",
     "encode",
+    "encode_fields",
+    "uuid_to_wire",
+    "wire_id_to_str",
 ]
 
 
@@ -64,6 +70,9 @@ class MessageType(enum.StrEnum):
 _UNVALIDATED_TYPES = frozenset({MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION})
 _WIRE_TYPES = {t: t.value.encode("ascii").ljust(K_MESSAGE_TYPE_SIZE, b" ") for t in MessageType}
 """§2: the writer fills all 32 bytes with spaces, then writes the name (G3)."""
+_TYPES_BY_WIRE = {wire: t for t, wire in _WIRE_TYPES.items()}
+"""The common case of :func:`_parse_message_type` (space padding, as every official writer emits)
+as one dict lookup; anything else takes the general path."""
 
 
 class PayloadType(enum.IntEnum):
@@ -131,7 +140,8 @@ class AgentMessage:
     def __post_init__(self) -> None:
         # Validate that every field fits its wire slot, so that encode() cannot fail later. One
         # combined test keeps the common case cheap (this runs for every message, both ways).
-        if (
+        # Exact type checks on purpose: bool and other int subclasses take _explain_invalid's path.
+        if (  # pylint: disable=unidiomatic-typecheck
             type(self.message_type) is MessageType
             and type(self.message_id) is uuid.UUID
             and type(self.payload) is bytes
@@ -198,6 +208,86 @@ def _uuid_to_wire(value: uuid.UUID) -> bytes:
 
 def _uuid_from_wire(raw: bytes) -> uuid.UUID:
     return uuid.UUID(bytes=raw[8:16] + raw[0:8])
+
+
+def wire_id_to_str(raw: bytes) -> str:
+    """Canonical string of a MessageId given in wire order (16 bytes, halves swapped, §2).
+
+    Equal to ``str(_uuid_from_wire(raw))`` without building a UUID: this runs once per ack.
+    """
+    h = raw.hex()
+    # canonical hex = h[16:32] + h[0:16]; then the 8-4-4-4-12 grouping
+    return f"{h[16:24]}-{h[24:28]}-{h[28:32]}-{h[0:4]}-{h[4:16]}"
+
+
+_LOW64 = (1 << 64) - 1
+# uuid.UUID(int=..., version=4): clear the variant and version bits, then set RFC 4122 / 4.
+_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_V4_SET = (0x8000 << 48) | (4 << 76)
+
+
+class MessageIdSource:
+    """Random version-4 MessageIds, produced directly in wire order (§2 "UUID quirk").
+
+    MessageIds only need to be unique, not secret (the peer echoes them in acks, and they travel
+    next to the payload they name), so they come from a Mersenne Twister seeded with 256 bits from
+    ``os.urandom`` instead of one ``getrandom()`` syscall plus a ``uuid.UUID`` object per message:
+    with per-message acks that was several percent of the tunnel's CPU time.
+    """
+
+    __slots__ = ("_bits",)
+
+    def __init__(self, seed: bytes | None = None) -> None:
+        self._bits = random.Random(seed if seed is not None else os.urandom(32)).getrandbits  # noqa: S311 - ids, not secrets
+
+    def wire(self) -> bytes:
+        """16 bytes for the MessageId field: a v4 UUID with its two halves swapped."""
+        value = (self._bits(128) & _V4_CLEAR) | _V4_SET
+        return ((value & _LOW64) << 64 | value >> 64).to_bytes(16, "big")
+
+    def uuid(self) -> uuid.UUID:
+        """The same kind of id as a :class:`uuid.UUID` (canonical byte order)."""
+        return uuid.UUID(int=(self._bits(128) & _V4_CLEAR) | _V4_SET)
+
+
+def encode_fields(  # noqa: PLR0917 - positional on purpose: it runs for every frame
+    wire_type: bytes,
+    created_date: int,
+    sequence_number: int,
+    flags: int,
+    wire_id: bytes,
+    payload_type: int,
+    payload: bytes,
+) -> bytes:
+    """:func:`encode` for callers that already hold valid wire values (the session's hot paths).
+
+    ``wire_type`` is the 32-byte space-padded MessageType (:data:`WIRE_TYPES`) and ``wire_id`` the
+    MessageId in wire order (:meth:`MessageIdSource.wire`). Produces the same bytes as
+    :func:`encode` of the equivalent :class:`AgentMessage`; no range checks are made here.
+    """
+    return (
+        _HEADER.pack(
+            K_HEADER_LENGTH,
+            wire_type,
+            K_SCHEMA_VERSION,
+            created_date,
+            sequence_number,
+            flags,
+            wire_id,
+            hashlib.sha256(payload).digest(),
+            payload_type,
+            len(payload),
+        )
+        + payload
+    )
+
+
+WIRE_TYPES = _WIRE_TYPES
+"""MessageType -> its 32 space-padded wire bytes, for :func:`encode_fields`."""
+uuid_to_wire = _uuid_to_wire
+HEADER = _HEADER
+"""The 120-byte header layout (``struct``), for the session's decoding fast path."""
+TYPES_BY_WIRE = _TYPES_BY_WIRE
 
 
 def encode(message: AgentMessage) -> bytes:
@@ -282,6 +372,9 @@ def decode(frame: bytes | bytearray | memoryview, *, warnings: list[str] | None 
 
 
 def _parse_message_type(raw: bytes) -> MessageType:
+    known = _TYPES_BY_WIRE.get(raw)
+    if known is not None:
+        return known
     # §2: writers pad with spaces; readers strip NULs, then whitespace, so accept either.
     stripped = raw.strip(b"\x00").strip()
     try:

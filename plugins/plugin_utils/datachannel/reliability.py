@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import uuid
 from collections.abc import Iterator
 
 from ansible_collections.trek10.ec2ssm.plugins.plugin_utils.datachannel.constants import (
@@ -71,7 +70,8 @@ class OutgoingEntry:
     """One sent-but-unacked stream message. ``frame`` is resent byte for byte (§3.5)."""
 
     sequence_number: int
-    message_id: uuid.UUID
+    wire_id: bytes
+    """MessageId in wire order (§2): what the peer's ack names, for logs."""
     frame: bytes
     size: int
     """Payload bytes counted against the window."""

@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import itertools
+import re
 import uuid
 from collections.abc import Callable
 
@@ -77,12 +79,18 @@ from ansible_collections.trek10.ec2ssm.plugins.plugin_utils.datachannel.events i
     WindowOpen,
 )
 from ansible_collections.trek10.ec2ssm.plugins.plugin_utils.datachannel.message import (
+    HEADER,
+    TYPES_BY_WIRE,
+    WIRE_TYPES,
     AgentMessage,
     Flag,
+    MessageIdSource,
     MessageType,
     PayloadType,
     decode,
-    encode,
+    encode_fields,
+    uuid_to_wire,
+    wire_id_to_str,
 )
 from ansible_collections.trek10.ec2ssm.plugins.plugin_utils.datachannel.payloads import (
     Acknowledge,
@@ -106,6 +114,34 @@ __all__ = ["ChannelStats", "DataChannel"]
 _HANDSHAKE_PAYLOADS = frozenset(
     {PayloadType.HANDSHAKE_REQUEST, PayloadType.HANDSHAKE_COMPLETE, PayloadType.ENC_CHALLENGE_REQUEST}
 )
+
+# --- hot-path constants: every data message costs one frame each way plus its ack (§2.3) ---------
+_HEADER_SIZE = HEADER.size
+_HEADER_LENGTH = 116
+_UNPACK_HEADER = HEADER.unpack_from
+_SHA256 = hashlib.sha256
+_OUTPUT = int(PayloadType.OUTPUT)
+_WIRE_INPUT = WIRE_TYPES[MessageType.INPUT_STREAM_DATA]
+_WIRE_ACK = WIRE_TYPES[MessageType.ACKNOWLEDGE]
+_OUTPUT_STREAM_DATA = MessageType.OUTPUT_STREAM_DATA
+_ACKNOWLEDGE = MessageType.ACKNOWLEDGE
+_COMPLETE = handshake.HandshakeState.COMPLETE
+# §2.3: the ack payload exactly as Go marshals Acknowledge{...} for an output_stream_data message
+# (compact, this key order; the id is a lowercase UUID and the type needs no escaping).
+_ACK_HEAD = b'{"AcknowledgedMessageType":"output_stream_data","AcknowledgedMessageId":"'
+_ACK_MID = b'","AcknowledgedMessageSequenceNumber":'
+_ACK_TAIL = b',"IsSequentialMessage":true}'
+# An ack in exactly the compact form every official peer emits (§2.3): parsed with one regex.
+# Anything else (other key order, whitespace, escapes) goes through the JSON parser, so the
+# accepted language is unchanged; only the common case is faster.
+_GO_ACK = re.compile(
+    rb'\{"AcknowledgedMessageType":"[\x20\x21\x23-\x5b\x5d-\x7e]*",'
+    rb'"AcknowledgedMessageId":"[\x20\x21\x23-\x5b\x5d-\x7e]*",'
+    rb'"AcknowledgedMessageSequenceNumber":(-?(?:0|[1-9][0-9]{0,17})),'
+    rb'"IsSequentialMessage":(?:true|false)\}'
+).fullmatch
+"""Strings of printable ASCII without quote or backslash, an integer of at most 18 digits:
+whatever this matches, ``json.loads`` parses to the same sequence number."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -143,7 +179,7 @@ class DataChannel:
         retransmit_burst: int = K_DEFAULT_RETRANSMIT_BURST,
         give_up_after: float = K_DEFAULT_GIVE_UP_AFTER,
         wall_clock_offset: float = 0.0,
-        id_factory: Callable[[], uuid.UUID] = uuid.uuid4,
+        id_factory: Callable[[], uuid.UUID] | None = None,
     ) -> None:
         """Args:
         client_id: kept across reconnects (§1.4); generated when omitted.
@@ -154,14 +190,21 @@ class DataChannel:
         retransmit_burst: overdue messages resent per timer firing, oldest first (§3.5: 1).
         give_up_after: seconds the oldest message may stay unacked while transmitting.
         wall_clock_offset: added to ``now`` to obtain Unix time for CreatedDate.
-        id_factory: MessageId/RequestId source (tests inject fixed UUIDs).
+        id_factory: MessageId/RequestId/ClientId source (tests inject fixed UUIDs). By default
+            RequestId and ClientId are ``uuid.uuid4()`` and MessageIds come from a seeded
+            :class:`MessageIdSource` (unique, not secret; one per frame, so it must be cheap).
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
         if retransmit_burst < 1:
             raise ValueError("retransmit_burst must be positive")
-        self._ids = id_factory
-        self.client_id = client_id if client_id is not None else id_factory()
+        if id_factory is None:
+            self._ids: Callable[[], uuid.UUID] = uuid.uuid4
+            self._wire_id: Callable[[], bytes] = MessageIdSource().wire
+        else:
+            self._ids = id_factory
+            self._wire_id = lambda: uuid_to_wire(id_factory())
+        self.client_id = client_id if client_id is not None else self._ids()
         self.client_version = client_version
         self.chunk_size = chunk_size
         self.retransmit_burst = retransmit_burst
@@ -295,8 +338,53 @@ class DataChannel:
         self._warn(f"ignored unexpected text frame of {len(text)} characters")
 
     def receive_frame(self, frame: bytes | bytearray | memoryview, now: float) -> None:
-        """Process one BINARY websocket message. Never raises for peer input (rule 1)."""
+        """Process one BINARY websocket message. Never raises for peer input (rule 1).
+
+        The two messages that make up almost all traffic, an ``acknowledge`` and an in-order
+        ``output_stream_data`` with port bytes, are handled inline here from the unpacked header:
+        the same checks and the same outcome as :func:`decode` plus the general handlers (which
+        every other frame, and every frame that fails a check, still goes through), without
+        building an :class:`AgentMessage` or parsing JSON per message.
+        """
         self.stats.frames_received += 1
+        data = frame if isinstance(frame, bytes) else bytes(frame)
+        if len(data) >= _HEADER_SIZE:
+            (header_length, raw_type, _sv, created, seq, _flags, raw_id, digest, payload_type, length) = (
+                _UNPACK_HEADER(data)
+            )
+            message_type = TYPES_BY_WIRE.get(raw_type)
+            if (
+                header_length == _HEADER_LENGTH
+                and created != 0
+                and length == len(data) - _HEADER_SIZE
+                and (message_type is _OUTPUT_STREAM_DATA or message_type is _ACKNOWLEDGE)
+            ):
+                payload = data[_HEADER_SIZE:]
+                if _SHA256(payload).digest() == digest:
+                    if message_type is _ACKNOWLEDGE:
+                        match = _GO_ACK(payload)
+                        if match is not None:
+                            self._acknowledged(int(match[1]), now)
+                            return
+                    elif (
+                        payload_type == _OUTPUT
+                        and seq == self._incoming.expected
+                        and not self._receiving_paused
+                        and not self._closed
+                        and self._handshake_state is _COMPLETE
+                    ):
+                        # _on_stream_data, case seq == expected and ready (§3.2): ack, deliver, drain.
+                        self._queue_ack_for(raw_id, seq, now)
+                        self._incoming.advance()
+                        if payload:
+                            self.stats.bytes_received += length
+                            self._events.append(DataReceived(payload))
+                        if len(self._incoming):
+                            self._drain_early(now)
+                        return
+        self._receive_general(data, now)
+
+    def _receive_general(self, frame: bytes, now: float) -> None:
         warnings: list[str] = []
         try:
             message = decode(frame, warnings=warnings)
@@ -336,18 +424,36 @@ class DataChannel:
         """
         self._check_can_send("send data")
         view = memoryview(data).cast("B")
-        offset = 0
-        while offset < len(view):
-            size = min(self.chunk_size, len(view) - offset)
-            if not self._window.can_add(size):
+        total = len(view)
+        chunk_size = self.chunk_size
+        window = self._window
+        # _new_stream_message, unrolled for the one case that runs per KiB of upload (§3.1).
+        created = self._created_date(now)
+        transmitting = self._transmitting
+        pending = self._pending
+        wire_id = self._wire_id
+        offset = messages = 0
+        while offset < total:
+            size = min(chunk_size, total - offset)
+            if not window.can_add(size):
                 break
-            self._new_stream_message(
-                PayloadType.OUTPUT, bytes(view[offset : offset + size]), now, counted=True
+            payload = bytes(view[offset : offset + size])
+            sequence_number = self._next_seq
+            self._next_seq = sequence_number + 1
+            message_id = wire_id()
+            frame = encode_fields(
+                _WIRE_INPUT, created, sequence_number, K_CLIENT_STREAM_FLAGS, message_id, _OUTPUT, payload
             )
-            self.stats.data_messages_sent += 1
-            self.stats.bytes_sent += size
+            entry = OutgoingEntry(sequence_number, message_id, frame, size, True)
+            window.add(entry)  # G19: registered before the frame is handed out
+            if transmitting:
+                entry.last_sent = entry.first_sent = now
+                pending.append(frame)
+            messages += 1
             offset += size
-        if offset < len(view) and not self._window_full_signalled:
+        self.stats.data_messages_sent += messages
+        self.stats.bytes_sent += offset
+        if offset < total and not self._window_full_signalled:
             self._window_full_signalled = True
             self._events.append(
                 WindowFull(unacked_messages=len(self._window), unacked_bytes=self._window.counted_bytes)
@@ -413,22 +519,17 @@ class DataChannel:
     ) -> int:
         sequence_number = self._next_seq
         self._next_seq += 1
-        message = AgentMessage(
-            message_type=MessageType.INPUT_STREAM_DATA,
-            created_date=self._created_date(now),
-            message_id=self._ids(),
-            sequence_number=sequence_number,
-            flags=K_CLIENT_STREAM_FLAGS,
-            payload_type=payload_type,
-            payload=payload,
+        wire_id = self._wire_id()
+        frame = encode_fields(
+            _WIRE_INPUT,
+            self._created_date(now),
+            sequence_number,
+            K_CLIENT_STREAM_FLAGS,
+            wire_id,
+            payload_type,
+            payload,
         )
-        entry = OutgoingEntry(
-            sequence_number=sequence_number,
-            message_id=message.message_id,
-            frame=encode(message),
-            size=len(payload),
-            counted=counted,
-        )
+        entry = OutgoingEntry(sequence_number, wire_id, frame, len(payload), counted)
         self._window.add(entry)  # G19: registered before the frame is handed out
         if self._transmitting:
             entry.last_sent = entry.first_sent = now
@@ -445,23 +546,29 @@ class DataChannel:
         self._gave_up = False
 
     def _queue_ack(self, message: AgentMessage, now: float) -> None:
+        # Only output_stream_data reaches here (_HANDLERS); _queue_ack_for's payload is the
+        # Acknowledge JSON for exactly that type (tests compare it with Acknowledge.to_json).
+        self._queue_ack_for(uuid_to_wire(message.message_id), message.sequence_number, now)
+
+    def _queue_ack_for(self, raw_id: bytes, sequence_number: int, now: float) -> None:
+        """Queue the ack of the agent's ``output_stream_data`` ``sequence_number`` whose MessageId
+        is ``raw_id`` (wire order): §2.3's frame, built directly from bytes."""
         if not self._connected:
             return
-        payload = Acknowledge(
-            message_type=message.message_type.value,
-            message_id=str(message.message_id),
-            sequence_number=message.sequence_number,
-        ).to_json()
-        ack = AgentMessage(
-            message_type=MessageType.ACKNOWLEDGE,
-            created_date=self._created_date(now),
-            message_id=self._ids(),
-            sequence_number=0,
-            flags=K_ACK_FLAGS,
-            payload_type=PayloadType.NONE,
-            payload=payload,
+        payload = b"".join(
+            (_ACK_HEAD, wire_id_to_str(raw_id).encode("ascii"), _ACK_MID, b"%d" % sequence_number, _ACK_TAIL)
         )
-        self._pending.append(encode(ack))
+        self._pending.append(
+            encode_fields(
+                _WIRE_ACK,
+                self._created_date(now),
+                0,
+                K_ACK_FLAGS,
+                self._wire_id(),
+                PayloadType.NONE,
+                payload,
+            )
+        )
 
     # ------------------------------------------------------------------ internals: receiving
 
@@ -478,8 +585,12 @@ class DataChannel:
         except MalformedMessage as exc:
             self._drop_bad_frame(f"dropped acknowledge: {exc}")
             return
+        self._acknowledged(ack.sequence_number, now)
+
+    def _acknowledged(self, sequence_number: int, now: float) -> None:
+        """An ack for our message ``sequence_number`` arrived (§3.3)."""
         self.stats.acks_received += 1
-        entry = self._window.acknowledge(ack.sequence_number)
+        entry = self._window.acknowledge(sequence_number)
         if entry is None:
             self.stats.unknown_acks += 1
             return

@@ -26,19 +26,28 @@ if TYPE_CHECKING:
     from ansible_collections.trek10.ec2ssm.plugins.plugin_utils.tunnel.websocket_driver import Tunnel
 
 
-__all__ = ["bridge_stdio"]
+__all__ = ["REMOTE_END", "bridge_stdio"]
+
+REMOTE_END = "remote"
+""":func:`bridge_stdio`'s result when the tunnel ended first (the instance side closed the
+stream while the local side, e.g. ssh, was still using it); ``"local"`` otherwise."""
 
 _READ_SIZE = 65536
 
 
 async def bridge_stdio(
     tunnel: Tunnel, stdin_fd: int = 0, stdout_fd: int = 1, *, drain_timeout: float = 5.0
-) -> None:
+) -> str:
     """Copy ``stdin_fd`` into the tunnel and the tunnel into ``stdout_fd`` until one side ends.
 
     Args:
         tunnel: a connected tunnel in stdio mode.
         drain_timeout: after stdin EOF, how long to wait for the last bytes to be acked.
+
+    Returns:
+        :data:`REMOTE_END` when the tunnel ended first, ``"local"`` when stdin ended (or stdout
+        went away) first. ssh ends its side first when it is done; the instance side ending first
+        means the connection was cut under ssh, which the caller may want to say.
 
     Raises:
         TunnelError: the tunnel failed.
@@ -53,6 +62,8 @@ async def bridge_stdio(
         done, _pending = await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()  # propagate a TunnelError
+        remote_ended = downstream in done and downstream.result()
+        return REMOTE_END if remote_ended else "local"
     finally:
         for task in (upstream, downstream):
             task.cancel()
@@ -71,15 +82,16 @@ async def _stdin_to_tunnel(tunnel: Tunnel, fd: int, drain_timeout: float) -> Non
         await tunnel.write(data)  # waits while the window is full: stdin is not read meanwhile
 
 
-async def _tunnel_to_stdout(tunnel: Tunnel, fd: int) -> None:
+async def _tunnel_to_stdout(tunnel: Tunnel, fd: int) -> bool:
+    """True when the tunnel ended, False when the reader of ``fd`` went away."""
     while True:
         data = await tunnel.read()
         if not data:
-            return
+            return True
         try:
             await _write_fd(fd, data)
         except (BrokenPipeError, ConnectionResetError):
-            return  # the reader (ssh) is gone
+            return False  # the reader (ssh) is gone
 
 
 async def _read_fd(fd: int) -> bytes:

@@ -71,12 +71,38 @@ from ansible_collections.trek10.ec2ssm.plugins.plugin_utils.tunnel.errors import
 )
 
 try:
+    from websockets.asyncio.client import ClientConnection as _ClientConnection
     from websockets.asyncio.client import connect as _ws_connect
     from websockets.exceptions import ConcurrencyError, ConnectionClosed, InvalidStatus, WebSocketException
+    from websockets.frames import Frame as _Frame
+    from websockets.frames import Opcode as _Opcode
+    from websockets.protocol import State as _WsState
 except ImportError as _exc:  # pragma: no cover - exercised by ansible-test's import sanity
     WEBSOCKETS_IMPORT_ERROR: ImportError | None = _exc
 else:
     WEBSOCKETS_IMPORT_ERROR = None
+
+    class _TappedConnection(_ClientConnection):
+        """A websockets client connection that hands complete binary messages to ``binary_tap``
+        as the parser produces them, instead of queueing each for ``recv()``.
+
+        Every AgentMessage is one binary message (§1.4), usually of 1 KiB (§3.1): queueing it,
+        waking a reader task and returning it from ``recv()`` cost about as much as everything the
+        data-channel core does with it. Anything else (text, fragmented messages, or frames while
+        no tap is set) takes websockets' normal path, and ``recv()`` still reports the close.
+        ``process_event`` is the per-frame hook websockets' own client subclass overrides.
+        """
+
+        binary_tap: Callable[[bytes], None] | None = None
+
+        def process_event(self, event: Any) -> None:
+            tap = self.binary_tap
+            if tap is not None and isinstance(event, _Frame) and event.fin and event.opcode is _Opcode.BINARY:
+                data = event.data
+                tap(data if isinstance(data, bytes) else bytes(data))
+                return
+            super().process_event(event)
+
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -101,6 +127,12 @@ HandshakeInfo = HandshakeCompleted
 """What :meth:`Tunnel.connect` returns: mode, agent version, properties, smux keepalive, ..."""
 
 _PING_PAYLOAD = b"keepalive"  # §6.1
+_WS_MAX_QUEUE = (1024, 256)
+"""websockets' incoming frame queue (high, low). Its default of 16 frames stops reading the socket
+after 16 one-KiB messages (§3.1), which means a pause/resume of the transport and more, smaller
+reads per MiB. Our own limit on unread data is ``max_receive_buffer`` (the core stops acking, G6)."""
+_WS_WRITE_LIMIT = 256 * 1024
+"""Transport write buffer high-water mark (websockets' default is 32 KiB)."""
 _WS_LOGGER = logging.getLogger("ansible_collections.trek10.ec2ssm.tunnel.websockets")
 _WS_LOGGER.setLevel(logging.WARNING)  # our own logger: DEBUG frame dumps would show the token
 
@@ -179,6 +211,46 @@ def _require_websockets() -> None:
             f"channel; install it on the Ansible controller (pip install 'websockets>=15'): "
             f"{WEBSOCKETS_IMPORT_ERROR}"
         )
+
+
+def _can_batch(ws: Any) -> bool:
+    """Whether ``ws`` exposes what :func:`_send_batch` uses (websockets >= 15 asyncio connections)."""
+    return all(hasattr(ws, name) for name in ("protocol", "transport", "drain")) and hasattr(
+        ws.protocol, "data_to_send"
+    )
+
+
+async def _send_batch(ws: Any, frames: list[bytes]) -> bool:
+    """Send ``frames`` as that many binary messages (one AgentMessage each, §1.4) with a single
+    transport write, then wait while the transport's buffer is above its limit.
+
+    ``ws.send()`` per frame costs a TLS record and a ``send()`` syscall each: with per-message acks
+    at 1 KiB per message (§3.1) that was the largest single cost of the tunnel. Here the frames
+    are serialized by websockets' own sans-I/O protocol (``send_binary``/``data_to_send``, exactly
+    what ``send()`` does) and written together. Returns False once the connection is closing.
+    """
+    protocol = ws.protocol
+    transport = ws.transport
+    if protocol.state is not _WsState.OPEN or transport is None or transport.is_closing():
+        return False
+    for frame in frames:
+        protocol.send_binary(frame)
+    chunks = protocol.data_to_send()
+    if all(chunks):
+        transport.write(b"".join(chunks))
+    else:  # pragma: no cover - only if websockets queued an end of stream meanwhile
+        for chunk in chunks:
+            if chunk:
+                transport.write(chunk)
+            elif transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
+    try:
+        await ws.drain()
+    except OSError:  # the connection was lost while we waited (websockets passes its error on)
+        return False
+    return True
 
 
 def _describe_url(url: str) -> str:
@@ -260,6 +332,8 @@ class Tunnel:
         self._failure: TunnelError | None = None
         self._reconnects = 0
         self._connect_to_port_errors = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pump_scheduled = False
 
     # ------------------------------------------------------------------ public state
 
@@ -370,6 +444,10 @@ class Tunnel:
             TunnelError: the tunnel failed (after all received data has been read).
         """
         while True:
+            if self._pump_scheduled:
+                # Frames already processed by the core whose events are not dispatched yet (the
+                # pump runs once per batch): their data comes before a channel_closed behind them.
+                self._pump()
             if self._recv:
                 data = b"".join(self._recv)
                 self._recv.clear()
@@ -465,13 +543,15 @@ class Tunnel:
         return TunnelClosed(f"{self.target}: the tunnel for session {self.session_id} is closed")
 
     def _check_can_send(self) -> None:
+        if self._pump_scheduled:
+            self._pump()
         if not self._core.handshake_complete:
             raise TunnelError("the tunnel is not connected yet (await connect() first)")
         if self._terminal:
             raise self._terminal_error()
 
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self._now_loop().time()
 
     def _log(self, text: str) -> None:
         if self._log_callback is not None:
@@ -487,12 +567,18 @@ class Tunnel:
 
     async def _wait_until(self, predicate: Callable[[], bool]) -> None:
         # Single-threaded: no await between the check and clear(), so no wakeup can be lost.
-        while not predicate():
+        # Pending events first, so nobody sees the core's state ahead of them (see read()).
+        while True:
+            if self._pump_scheduled:
+                self._pump()
+            if predicate():
+                return
             self._changed.clear()
             await self._changed.wait()
 
     def _pump(self) -> None:
         """After every core input: dispatch events, queue frames, re-arm the timer, wake waiters."""
+        self._pump_scheduled = False
         core = self._core
         while (event := core.next_event()) is not None:
             self._dispatch(event)
@@ -582,10 +668,13 @@ class Tunnel:
             "ping_timeout": None,
             "close_timeout": t.close_timeout,
             "max_size": t.max_message_size,
+            "max_queue": _WS_MAX_QUEUE,
+            "write_limit": _WS_WRITE_LIMIT,
             "compression": None,  # §1.3: no extension
             "proxy": t.proxy,
             # websockets logs whole frames at DEBUG, the OpenDataChannel token included: never.
             "logger": _WS_LOGGER,
+            "create_connection": _TappedConnection,
         }
         if t.user_agent is not None:
             kwargs["user_agent_header"] = t.user_agent
@@ -608,6 +697,8 @@ class Tunnel:
             ) from exc
         conn = _Connection(ws)
         text = self._core.connection_made(token, self._now())
+        if isinstance(ws, _TappedConnection):
+            ws.binary_tap = self._on_binary
         try:
             await ws.send(text)  # must precede every binary frame
         except ConnectionClosed as exc:
@@ -658,6 +749,8 @@ class Tunnel:
         try:
             done, _pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if isinstance(conn.ws, _TappedConnection):
+                conn.ws.binary_tap = None  # from here on, frames are left unread, as before
             for task in (reader, writer, pinger):
                 task.cancel()
             await asyncio.gather(reader, writer, pinger, return_exceptions=True)
@@ -672,25 +765,66 @@ class Tunnel:
 
     async def _read_loop(self, conn: _Connection) -> None:
         ws = conn.ws
+        core = self._core
         log_frames = self.tuning.log_frames
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 message = await ws.recv()
             except ConnectionClosed:
                 return
             if isinstance(message, str):
-                self._core.receive_text(message)
+                core.receive_text(message)
             else:
                 if log_frames:
                     self._log(f"< {len(message)} bytes")
-                self._core.receive_frame(message, self._now())
+                core.receive_frame(message, loop.time())
+            # recv() returns frames that are already buffered without yielding to the loop, so
+            # this runs once the buffer is empty: one pump (and one write of all the acks) per
+            # batch of frames instead of one per 1 KiB message.
+            if not self._pump_scheduled:
+                self._pump_scheduled = True
+                loop.call_soon(self._pump_soon)
+
+    def _on_binary(self, data: bytes) -> None:
+        """One binary message, straight from the websocket's parser (:class:`_TappedConnection`)."""
+        try:
+            if self.tuning.log_frames:
+                self._log(f"< {len(data)} bytes")
+            self._core.receive_frame(data, self._now())
+        except Exception as exc:  # noqa: BLE001 - a bug must end the tunnel, not the protocol callback
+            self._fail(self._internal_error(exc))
+            return
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._now_loop().call_soon(self._pump_soon)
+
+    def _now_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _pump_soon(self) -> None:
+        if not self._pump_scheduled:
+            return  # someone pumped meanwhile
+        try:
             self._pump()
+        except Exception as exc:  # noqa: BLE001 - a bug must end the tunnel, not vanish in the loop
+            self._fail(self._internal_error(exc))
 
     async def _write_loop(self, conn: _Connection) -> None:
         ws = conn.ws
+        batched = _can_batch(ws)
         try:
             while True:
                 while conn.outq:
+                    if batched:
+                        frames = list(conn.outq)
+                        conn.outq.clear()
+                        if not await _send_batch(ws, frames):
+                            return
+                        continue
                     frame = conn.outq.popleft()
                     try:
                         await ws.send(frame)

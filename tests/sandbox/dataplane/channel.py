@@ -35,6 +35,8 @@ from .codec import (
     decode_message,
     encode_message,
     new_message_id,
+    new_wire_id,
+    uuid_to_wire,
 )
 from .payloads import (
     PayloadError,
@@ -155,7 +157,7 @@ class AgentChannel:
         self.next_seq = 0
         self.expected_seq = 0
         self._wall_ms = wall_ms
-        self._new_id = new_id
+        self._new_wire = new_wire_id if new_id is new_message_id else (lambda: uuid_to_wire(new_id()))
         self._count = count or (lambda _name, _n: None)
         self._handshake_started = 0.0
         self._handshake_deadline = 0.0
@@ -184,7 +186,7 @@ class AgentChannel:
             MessageType.OUTPUT_STREAM_DATA,
             payload=payload,
             created_date=self._wall_ms(),
-            message_id=self._new_id(),
+            wire_id=self._new_wire(),
             sequence_number=seq,
             flags=K_FLAG_SYN if seq == 0 else 0,
             payload_type=payload_type,
@@ -195,12 +197,12 @@ class AgentChannel:
         self.next_seq += 1
         return OutFrame(FrameKind.DATA, frame, seq)
 
-    def _ack(self, message_type: str, message_id: uuid.UUID, seq: int) -> OutFrame:
+    def _ack(self, message_type: str, message_id: uuid.UUID | str, seq: int) -> OutFrame:
         frame = encode_message(
             MessageType.ACKNOWLEDGE,
             payload=ack_payload(message_type, message_id, seq),
             created_date=self._wall_ms(),
-            message_id=self._new_id(),
+            wire_id=self._new_wire(),
             flags=K_ACK_FLAGS,
         )
         self._count("acks_out", 1)
@@ -254,7 +256,7 @@ class AgentChannel:
                 seq=message.sequence_number,
                 payload_type=message.payload_type,
                 payload=message.payload,
-                message_id=message.message_id,
+                message_id=message.message_id_text,
                 now=now,
                 handler=handler,
             )
@@ -285,7 +287,7 @@ class AgentChannel:
         seq: int,
         payload_type: int,
         payload: bytes,
-        message_id: uuid.UUID,
+        message_id: uuid.UUID | str,
         now: float,
         handler: StreamHandler,
     ) -> list[Output]:

@@ -112,6 +112,11 @@ class AgentMessage:
         return uuid_from_wire(self.wire_id)
 
     @property
+    def message_id_text(self) -> str:
+        """``str(self.message_id)`` (what an ack names, §2.3) straight from the wire bytes."""
+        return wire_to_text(self.wire_id)
+
+    @property
     def digest_ok(self) -> bool:
         """Whether the wire digest is the SHA-256 of the payload (§2 "Digest validation")."""
         return self.payload_digest == hashlib.sha256(self.payload).digest()
@@ -136,6 +141,23 @@ def new_message_id() -> uuid.UUID:
     return uuid.UUID(int=_ids.getrandbits(128), version=4)
 
 
+_V4_BITS: Final = (0x4000 << 64) | (0x8000 << 48)
+_V4_KEEP: Final = ~((0xF000 << 64) | (0xC000 << 48))
+
+
+def new_wire_id() -> bytes:
+    """``uuid_to_wire(new_message_id())`` without the UUID object (one per frame sent)."""
+    value = (_ids.getrandbits(128) & _V4_KEEP) | _V4_BITS
+    canonical = value.to_bytes(16, "big")
+    return canonical[8:] + canonical[:8]
+
+
+def wire_to_text(wire: bytes) -> str:
+    """``str(uuid_from_wire(wire))``: the canonical hyphenated form of a wire MessageId."""
+    text = (wire[8:16] + wire[0:8]).hex()
+    return "-".join((text[0:8], text[8:12], text[12:16], text[16:20], text[20:32]))
+
+
 def uuid_to_wire(message_id: uuid.UUID) -> bytes:
     """The MessageId on the wire: the two 8-byte halves of the RFC 4122 bytes swapped (§2)."""
     raw = message_id.bytes
@@ -152,7 +174,8 @@ def encode_message(
     *,
     payload: bytes,
     created_date: int,
-    message_id: uuid.UUID,
+    message_id: uuid.UUID | None = None,
+    wire_id: bytes | None = None,
     sequence_number: int = 0,
     flags: int = 0,
     payload_type: int = 0,
@@ -161,9 +184,16 @@ def encode_message(
 ) -> bytes:
     """Serialise one AgentMessage.
 
-    ``digest`` exists only so the fault injector can send a deliberately wrong digest; normal
-    callers leave it to be computed.
+    The MessageId is ``message_id``, or ``wire_id`` when it is already in wire order (16 bytes,
+    halves swapped; ``new_wire_id``). ``digest`` exists only so the fault injector can send a
+    deliberately wrong digest; normal callers leave it to be computed.
     """
+    if wire_id is None:
+        if message_id is None:
+            raise ValueError("encode_message needs message_id or wire_id")
+        wire_id = uuid_to_wire(message_id)
+    elif len(wire_id) != 16:
+        raise ValueError("wire_id must be 16 bytes")
     name = message_type.encode("ascii")
     if len(name) > K_MESSAGE_TYPE_LENGTH:
         raise ValueError(f"MessageType longer than {K_MESSAGE_TYPE_LENGTH} bytes: {message_type!r}")
@@ -174,7 +204,7 @@ def encode_message(
         created_date,
         sequence_number,
         flags,
-        uuid_to_wire(message_id),
+        wire_id,
         hashlib.sha256(payload).digest() if digest is None else digest,
         payload_type,
         len(payload),

@@ -25,7 +25,7 @@ from typing import Any, Final
 from websockets.asyncio.server import Server, serve
 
 from .faults import DataPlaneFaults
-from .server import handle_connection, make_process_request
+from .server import TappedServerConnection, handle_connection, make_process_request
 from .session import AgentSession, SessionServices
 from .tokens import TokenStore
 
@@ -163,6 +163,11 @@ class DataPlane:
             process_request=make_process_request(self),
             compression=None,
             max_size=None,
+            # websockets' default queue of 16 incoming frames stops reading after 16 one-KiB
+            # messages; port data has its own backpressure (``wait_writable``), so read more.
+            max_queue=(1024, 256),
+            write_limit=256 * 1024,
+            create_connection=TappedServerConnection,
             ping_interval=None,
             close_timeout=2,
             server_header=None,

@@ -142,6 +142,11 @@ class MuxPort:
             self._tasks.append(loop.create_task(self._keepalive()))
         self._started = True
 
+    @property
+    def writable(self) -> bool:
+        """False while ``wait_writable`` would wait."""
+        return self._bucket_event.is_set() or self._closed
+
     async def wait_writable(self) -> None:
         while not self._bucket_event.is_set() and not self._closed:
             await self._bucket_event.wait()

@@ -9,6 +9,7 @@ client bug shows up here instead of as a mystery against AWS.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,8 +40,10 @@ def _load_object(payload: bytes, what: str) -> dict[str, Any]:
 # --- acknowledge (§2.3) -------------------------------------------------------------------
 
 
-def ack_payload(acked_type: str, acked_id: uuid.UUID, acked_seq: int) -> bytes:
-    """The acknowledge content for one stream message, in Go's field order."""
+def ack_payload(acked_type: str, acked_id: uuid.UUID | str, acked_seq: int) -> bytes:
+    """The acknowledge content for one stream message, in Go's field order.
+
+    ``acked_id`` may be the canonical string already (``AgentMessage.message_id_text``)."""
     return (
         b'{"AcknowledgedMessageType":"'
         + acked_type.encode("ascii")
@@ -52,8 +55,22 @@ def ack_payload(acked_type: str, acked_id: uuid.UUID, acked_seq: int) -> bytes:
     )
 
 
+# §2.3 shows the one shape every peer emits: compact, Go's key order. Such a payload is parsed
+# by this pattern; any other spelling of the same JSON goes through json.loads below. The
+# strings are restricted to printable ASCII without quote or backslash and the number to 18 digits, so
+# whatever matches is valid JSON whose AcknowledgedMessageSequenceNumber is that integer.
+_COMPACT_ACK = re.compile(
+    rb'\{"AcknowledgedMessageType":"[ !#-\[\]-~]*","AcknowledgedMessageId":"[ !#-\[\]-~]*",'
+    rb'"AcknowledgedMessageSequenceNumber":(?P<seq>-?(?:0|[1-9][0-9]{0,17})),'
+    rb'"IsSequentialMessage":(?:true|false)\}'
+)
+
+
 def parse_ack(payload: bytes) -> int:
     """The acknowledged sequence number; senders match acks on nothing else (§2.3)."""
+    compact = _COMPACT_ACK.fullmatch(payload)
+    if compact is not None:
+        return int(compact["seq"])
     content = _load_object(payload, "acknowledge")
     seq = content.get("AcknowledgedMessageSequenceNumber")
     if not isinstance(seq, int) or isinstance(seq, bool):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Sequence
 from typing import Final, Protocol
 
 from .codec import Flag, PayloadType, parse_flag
@@ -22,6 +23,8 @@ from .codec import Flag, PayloadType, parse_flag
 K_READ_SIZE: Final = 64 * 1024
 K_WRITE_HIGH_WATER: Final = 1024 * 1024
 """Queued client bytes above which the session stops reading the websocket (backpressure)."""
+K_WRITE_BATCH: Final = 256 * 1024
+"""At most this much queued client data is joined into one socket write."""
 
 
 class PortHost(Protocol):
@@ -35,6 +38,10 @@ class PortHost(Protocol):
 
     async def send_output(self, payload_type: int, payload: bytes) -> bool:
         """Sequence and transmit one payload; False once the session is ending."""
+        ...
+
+    async def send_outputs(self, payload_type: int, payloads: Sequence[bytes]) -> bool:
+        """``send_output`` for several payloads in order (one message each)."""
         ...
 
     async def dial(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -145,6 +152,11 @@ class BasicPort:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._read_loop()), loop.create_task(self._write_loop())]
 
+    @property
+    def writable(self) -> bool:
+        """False while ``wait_writable`` would wait."""
+        return self._writable.is_set() or self._closed
+
     async def wait_writable(self) -> None:
         while not self._writable.is_set() and not self._closed:
             await self._writable.wait()
@@ -183,10 +195,10 @@ class BasicPort:
             except OSError:
                 data, failed = b"", True
             if data:
-                size = host.chunk_size
-                for start in range(0, len(data), size):
-                    if not await host.send_output(PayloadType.OUTPUT, data[start : start + size]):
-                        return
+                size = host.chunk_size  # the agent's StreamDataPayloadSize reads (§3.1)
+                chunks = [data[start : start + size] for start in range(0, len(data), size)]
+                if not await host.send_outputs(PayloadType.OUTPUT, chunks):
+                    return
                 continue
             if self._lpf:
                 self._drop(conn)  # redial on the next Output message (§5.3 step 4)
@@ -215,10 +227,29 @@ class BasicPort:
                     self._drop(self._conn)
                 continue
             assert isinstance(item, bytes)
-            await self._write(item)
-            self._queued_bytes -= len(item)
+            data = self._coalesce(item)
+            await self._write(data)
+            self._queued_bytes -= len(data)
             if self._queued_bytes <= K_WRITE_HIGH_WATER:
                 self._writable.set()
+
+    def _coalesce(self, first: bytes) -> bytes:
+        """``first`` plus the data queued right behind it (up to a flag), as one socket write.
+
+        The agent writes each 1 KiB message to its socket as it comes; joining what is already
+        queued only saves system calls here, the destination sees the same byte stream.
+        """
+        queue = self._queue
+        if not queue or not isinstance(queue[0], bytes):
+            return first
+        parts = [first]
+        size = len(first)
+        while queue and isinstance(queue[0], bytes) and size < K_WRITE_BATCH:
+            data = queue.popleft()
+            assert isinstance(data, bytes)
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts)
 
     async def _write(self, data: bytes, *, retry: bool = True) -> None:
         if self._conn is None:

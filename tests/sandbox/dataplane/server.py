@@ -14,11 +14,12 @@ import logging
 import re
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
 from .link import Link
@@ -30,6 +31,52 @@ K_PATH_RE: Final = re.compile(r"^/v1/data-channel/(?P<sid>[^/?#]+)(?:\?.*)?$")
 K_OPEN_TIMEOUT: Final = 30.0
 """How long the server waits for the OpenDataChannel frame after the upgrade."""
 K_CLOSE_POLICY: Final = 1008
+K_EARLY_HIGH_WATER: Final = 1024
+"""Binary messages held between OpenDataChannel and the session's attach; above it, reading pauses."""
+
+
+class TappedServerConnection(ServerConnection):
+    """A websockets server connection that hands complete binary messages to ``binary_tap``.
+
+    A relay sees one small message per 1 KiB of port data plus one ack each way (§3.1, §2.3);
+    queueing each for ``recv()`` and waking a task per message cost the sandbox about a quarter of
+    its CPU. With a tap, binary messages go from websockets' parser straight to the session, in
+    order. Before a tap is set: binary messages that follow the OpenDataChannel text frame are
+    kept (in order) for ``start_tap``; any earlier one, text frames, fragments and control frames
+    take websockets' normal path, so ``recv()`` still returns the open frame and reports the close.
+    ``process_event`` is the per-frame hook websockets' own ServerConnection overrides.
+    """
+
+    binary_tap: Callable[[bytes], None] | None = None
+    early: list[bytes] | None = None
+
+    def process_event(self, event: Any) -> None:
+        if type(event) is Frame:
+            if event.opcode is Opcode.BINARY and event.fin:
+                data = event.data if type(event.data) is bytes else bytes(event.data)
+                if self.binary_tap is not None:
+                    self.binary_tap(data)
+                    return
+                if self.early is not None:
+                    self.early.append(data)
+                    if len(self.early) == K_EARLY_HIGH_WATER:
+                        self.transport.pause_reading()
+                    return
+            elif event.opcode is Opcode.TEXT and self.early is None and self.binary_tap is None:
+                self.early = []  # the OpenDataChannel frame: binary messages behind it wait
+        super().process_event(event)
+
+    def start_tap(self, tap: Callable[[bytes], None]) -> None:
+        """Deliver the kept messages, then every binary message, to ``tap``."""
+        early, self.early = self.early or [], None
+        for data in early:
+            tap(data)
+        self.binary_tap = tap
+        if len(early) >= K_EARLY_HIGH_WATER and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def stop_tap(self) -> None:
+        self.binary_tap = None
 
 
 class Registry(Protocol):
@@ -106,8 +153,20 @@ async def handle_connection(registry: Registry, ws: ServerConnection) -> None:
 
 
 async def _pump(session: AgentSession, link: Link) -> None:
+    ws = link.ws
+    tapped = isinstance(ws, TappedServerConnection)
+    if tapped:
+
+        def tap(data: bytes) -> None:
+            try:
+                session.frame_received(link, data)
+            except Exception:
+                session.log.exception("! %s: internal error handling a frame", session.session_id)
+                session.count("internal_errors")
+
+        ws.start_tap(tap)
     try:
-        async for message in link.ws:
+        async for message in ws:
             if isinstance(message, str):
                 session.count("text_frames_in")  # not expected after the open frame; ignored
                 continue
@@ -119,4 +178,6 @@ async def _pump(session: AgentSession, link: Link) -> None:
     except ConnectionClosed:
         pass  # G14: an abrupt TCP close is the official client's normal way to leave
     finally:
+        if tapped:
+            ws.stop_tap()
         session.detach(link)

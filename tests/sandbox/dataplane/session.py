@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -161,6 +161,25 @@ class AgentSession:
             await link.wait_writable()
         return True
 
+    async def send_outputs(self, payload_type: int, payloads: Sequence[bytes]) -> bool:
+        """``send_output`` for consecutive payloads of one socket read: each is its own
+        sequenced message, as the agent sends them; only the wait for room happens once."""
+        while not self._ending and not self._is_attached():
+            await self._attached.wait()
+        if self._ending:
+            return False
+        now = time.monotonic()
+        link = self.link
+        channel = self.channel
+        for payload in payloads:
+            self._transmit(channel.send_data(payload_type, payload, now))
+        if payload_type == PayloadType.OUTPUT:
+            self.last_activity = now
+            self.count("bytes_out", sum(map(len, payloads)))
+        if link is not None:
+            await link.wait_writable()
+        return True
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -283,7 +302,19 @@ class AgentSession:
     # --- incoming -------------------------------------------------------------------------
 
     async def on_frame(self, link: Link, data: bytes) -> None:
-        """One binary message from the client on ``link``."""
+        """One binary message from the client on ``link``, read with ``recv()``."""
+        self.frame_received(link, data)
+        port = self.port
+        if port is not None:
+            await port.wait_writable()
+
+    def frame_received(self, link: Link, data: bytes) -> None:
+        """One binary message from the client on ``link``: everything but the wait for room.
+
+        Messages handed over by the websocket's parser (``server.TappedServerConnection``) come
+        here directly; when the port side is full, reading the websocket pauses until it has
+        room, which is what awaiting ``wait_writable`` after each message does in ``on_frame``.
+        """
         if link is not self.link:
             self.count("stale_link_frames")
             return
@@ -292,8 +323,8 @@ class AgentSession:
             return
         self._process(self.channel.receive(data, time.monotonic(), self._gate))
         port = self.port
-        if port is not None:
-            await port.wait_writable()
+        if port is not None and not port.writable:
+            link.hold_reading_until(port.wait_writable)
 
     def _process(self, outputs: list[Output]) -> None:
         for item in outputs:

@@ -28,7 +28,8 @@ class Gate:
         context: Mapping[str, str | list[str]] | None = None,
     ) -> None:
         """Raise AccessDenied (first denied resource) or Throttling; else return."""
+        request_context = {"aws:RequestedRegion": ctx.region, **(context or {})}
         for resource in resources:
-            self.policies.authorize(AuthzRequest(ctx.caller, action, resource, dict(context or {})))
+            self.policies.authorize(AuthzRequest(ctx.caller, action, resource, request_context))
         if not self.throttler.allow(ctx.caller.account_id, ctx.region, action):
             raise Throttling()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import collections
+import threading
 import time
 
 import pytest
 
 from ansible_collections.trek10.ec2ssm.tests.sandbox.dataplane import DataPlane, DataPlaneFaults
+from ansible_collections.trek10.ec2ssm.tests.sandbox.dataplane import session as session_module
 from ansible_collections.trek10.ec2ssm.tests.sandbox.dataplane.faults import (
     K_IDLE_TIMEOUT_OUTPUT,
     K_MAX_DURATION_OUTPUT,
@@ -150,13 +152,48 @@ def test_client_ack_loss_makes_the_agent_resend(plane: DataPlane, echo_server: T
     assert stats["retransmits"] >= 2
 
 
-def test_idle_timeout(plane: DataPlane, echo_server: TcpServer) -> None:
-    plane.set_faults(idle_timeout=0.6)
+class SessionClock:
+    """The sessions' monotonic clock, moved by the test: idle time is what the test says has
+    passed, not whatever a busy machine happened to take between two messages (the session's
+    100 ms timer still runs in real time). ``reads`` counts how often a session looked at it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now = time.monotonic()
+        self.reads = 0
+
+    def monotonic(self) -> float:
+        with self._lock:
+            self.reads += 1
+            return self._now
+
+    def time_ns(self) -> int:
+        return time.time_ns()
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+    def wait_for_a_tick(self) -> None:
+        """Until the session timer has checked its limits at the current time. While the scripted
+        client is not pumping, the session reads the clock once per timer tick, plus at most once
+        for the ack of our last echo still in flight: three more reads take a whole tick."""
+        start = self.reads
+        wait_until(lambda: self.reads >= start + 3)
+
+
+def test_idle_timeout(plane: DataPlane, echo_server: TcpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = SessionClock()
+    monkeypatch.setattr(session_module, "time", clock)
+    plane.set_faults(idle_timeout=0.6, close_linger=0.0)  # no linger: the clock stands still
     client, session_id = connected(plane, echo_server.port)
-    for _ in range(5):  # data resets the timer
+    for _ in range(5):  # data resets the timer: 2 s in all, never 0.6 s without data
         client.send_reliably(b".")
-        time.sleep(0.2)
-    assert plane.session_state(session_id) == "Connected"
+        client.expect_stream(b".")
+        clock.advance(0.4)
+        clock.wait_for_a_tick()
+        assert plane.session_state(session_id) == "Connected"
+    clock.advance(0.6)
     closed = client.channel_closed(timeout=10)
     assert closed["Output"] == K_IDLE_TIMEOUT_OUTPUT
     assert plane.session_state(session_id) == "Terminated"

@@ -273,6 +273,10 @@ class FakeHost:
         self.sent.append((payload_type, payload))
         return True
 
+    async def send_outputs(self, payload_type: int, payloads: list[bytes]) -> bool:
+        self.sent.extend((payload_type, payload) for payload in payloads)
+        return True
+
     async def dial(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         raise OSError("no dialing here")
 

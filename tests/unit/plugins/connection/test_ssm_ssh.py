@@ -459,6 +459,10 @@ conn._build_command("ssh", "ssh", conn.host, "true")
 conn._init_shm()
 sdk = ("boto3", "botocore", "websockets", "s3transfer")
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in sdk)))
+lazy = ("ssh_failures", "aws")  # only needed once a connection failed
+utils = "ansible_collections.trek10.ec2ssm.plugins.plugin_utils."
+loaded = [m[len(utils):] for m in sys.modules if m.startswith(utils)]
+print(json.dumps(sorted(m for m in loaded if m.split(".")[0] in lazy)))
 """
 
 
@@ -472,7 +476,15 @@ def test_no_aws_sdk_is_imported_on_the_per_task_path(base_vars: dict[str, Any]) 
         text=True,
         env=env,
     )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    *_head, sdk_modules, failure_modules = out.stdout.strip().splitlines()
+    assert json.loads(sdk_modules) == []
+    assert json.loads(failure_modules) == []
+
+
+def test_the_helper_prefix_is_the_helpers() -> None:
+    from ansible_collections.trek10.ec2ssm.plugins.plugin_utils import _ssm_proxy_cli, ssh_failures
+
+    assert ssm_ssh._HELPER_PREFIX == ssh_failures.HELPER_PREFIX == _ssm_proxy_cli.PREFIX
 
 
 def test_ansible_doc_shows_every_option() -> None:

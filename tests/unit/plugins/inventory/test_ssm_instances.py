@@ -77,7 +77,7 @@ class Aws:
             self.stubbers[key].activate()
         return self.stubbers[key]
 
-    def client(self, service: str, region: str | None = None, **_: Any) -> Any:
+    def client(self, service: str, region: str | None = None, **_kwargs: Any) -> Any:
         self.stub(service, region or "us-east-1")
         return self.clients[(service, region or "us-east-1")]
 

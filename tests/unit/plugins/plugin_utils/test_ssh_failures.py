@@ -129,3 +129,20 @@ def test_banner_timeout_names_the_setting() -> None:
 )
 def test_other_failures_are_left_to_the_ssh_plugin(stderr: str) -> None:
     assert diagnose(stderr, CONTEXT) is None
+
+
+def test_a_helper_that_crashed_before_its_own_report_is_named() -> None:
+    """A broken install dies in Python's start-up, before the helper's handler exists."""
+    stderr = (
+        "Traceback (most recent call last):\n"
+        '  File "<frozen runpy>", line 189, in _run_module_as_main\n'
+        '  File "/c/ansible_collections/trek10/ec2ssm/plugins/plugin_utils/ssm_proxy.py", line 9\n'
+        "    import websockets\n"
+        "ModuleNotFoundError: No module named 'websockets'\n"
+    )
+    assert diagnose(stderr + SSH_CLOSED, CONTEXT) is None  # a remote command's traceback is not ours
+    diagnosis = diagnose(SSH_CLOSED, CONTEXT, helper_output=stderr)
+    assert diagnosis is not None
+    assert diagnosis.permanent
+    assert diagnosis.message.startswith(f"{HELPER_PREFIX}{IID}: the tunnel helper could not run: ")
+    assert "ModuleNotFoundError: No module named 'websockets'" in diagnosis.message

@@ -270,7 +270,7 @@ def test_signal_guard_stops_through_the_loop_when_it_responds() -> None:
             asyncio.get_running_loop(),
             seen.append,
             lambda: exits.append(-1),
-            log=lambda _: None,
+            log=lambda _line: None,
             response_timeout=30,
             exit_process=exits.append,
         ).install()
@@ -297,7 +297,7 @@ def test_a_stuck_event_loop_cannot_keep_the_helper_alive() -> None:
             asyncio.get_running_loop(),
             seen.append,
             lambda: emergencies.append("terminate"),
-            log=lambda _: None,
+            log=lambda _line: None,
             response_timeout=0.1,
             exit_process=exits.append,
         ).install()

@@ -166,3 +166,21 @@ def test_redactor_removes_known_secrets_and_secret_fields() -> None:
         "X-Amz-Security-Token: <redacted> short"
     )
     assert failure_line("uses SECRET-TOKEN-0123456789", redact) == f"{PREFIX}uses <redacted>\n"
+
+
+def test_chunk_size_from_the_command_line_or_the_environment() -> None:
+    base = ["--target", IID, "--port", "22"]
+    assert parse_args(base).chunk_size is None  # the data channel's default (1024)
+    assert parse_args([*base, "--chunk-size", "16384"]).chunk_size == 16384
+    assert parse_args(base, {"TREK10_EC2SSM_CHUNK_SIZE": "4096"}).chunk_size == 4096
+    assert parse_args(base, {"TREK10_EC2SSM_CHUNK_SIZE": " "}).chunk_size is None
+    both = parse_args([*base, "--chunk-size", "2048"], {"TREK10_EC2SSM_CHUNK_SIZE": "4096"})
+    assert both.chunk_size == 2048
+
+
+@pytest.mark.parametrize("value", ["0", "65537", "1k", "-5"])
+def test_chunk_size_out_of_range_is_a_usage_error(value: str) -> None:
+    with pytest.raises(UsageError, match="chunk"):
+        parse_args(["--target", IID, "--port", "22", "--chunk-size", value])
+    with pytest.raises(UsageError, match="TREK10_EC2SSM_CHUNK_SIZE"):
+        parse_args(["--target", IID, "--port", "22"], {"TREK10_EC2SSM_CHUNK_SIZE": value})

@@ -35,16 +35,16 @@ def test_rto_updates_exactly_per_spec() -> None:
 
 def test_rto_granularity_floor_and_cap() -> None:
     rto = RtoEstimator()
-    for _ in range(200):
+    for _unused in range(200):
         rto.update(0.001)
     assert rto.rto == pytest.approx(rto.srtt + 0.01)  # G = 10 ms once RTTVAR has decayed
-    for _ in range(50):
+    for _unused in range(50):
         rto.update(30.0)
     assert rto.rto == 1.0  # capped at 1 s
 
 
 def _entry(seq: int, size: int = 10, counted: bool = True) -> OutgoingEntry:
-    return OutgoingEntry(seq, uuid.uuid4(), b"f", size, counted)
+    return OutgoingEntry(seq, uuid.uuid4().bytes, b"f", size, counted)
 
 
 def test_window_bounds_by_count_and_bytes() -> None:

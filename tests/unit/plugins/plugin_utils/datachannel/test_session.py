@@ -103,7 +103,7 @@ class Net:
         if not self.connected or self.rng.random() < self.drop:
             return
         copies = 2 if self.rng.random() < self.dup else 1
-        for _ in range(copies):
+        for _unused in range(copies):
             delay = self.latency + self.rng.random() * self.jitter
             if (
                 direction == "to_client"
@@ -147,7 +147,7 @@ class Net:
             return False
         self.now = max(self.now, min(candidates))
         while self.queue and self.queue[0][0] <= self.now:
-            _, _, direction, frame = heapq.heappop(self.queue)
+            _due, _order, direction, frame = heapq.heappop(self.queue)
             if direction == "to_agent":
                 self.agent.on_frame(frame, self.now)
             else:
@@ -165,7 +165,7 @@ class Net:
     def run_until(
         self, condition: Callable[[], bool], limit: float = 600.0, max_steps: int = 500_000
     ) -> None:
-        for _ in range(max_steps):
+        for _unused in range(max_steps):
             if condition():
                 return
             if self.now > limit:
@@ -178,7 +178,7 @@ class Net:
 
     def run_for(self, seconds: float, max_steps: int = 500_000) -> None:
         end = self.now + seconds
-        for _ in range(max_steps):
+        for _unused in range(max_steps):
             if self.now >= end:
                 return
             if not self.step():
@@ -373,7 +373,7 @@ def _client_after_handshake(now: float = 0.0, **kwargs: object) -> tuple[DataCha
     agent = ScriptedAgent()
     client.connection_made("tok", now)
     agent.start(now)
-    for _ in range(3):
+    for _unused in range(3):
         for frame in agent.take_outbox():
             client.receive_frame(frame, now)
         for frame in client.frames_to_send():
@@ -596,7 +596,7 @@ def test_official_agent_frames_through_the_session() -> None:
     def feed(name: str) -> tuple[list[dict], list[object]]:
         return _deliver(client, [frames[name]], 1.0)
 
-    acks, _ = feed("agent.handshake_request.ssh")
+    acks, _frames = feed("agent.handshake_request.ssh")
     assert [a["AcknowledgedMessageId"] for a in acks] == ["5d0f7c3e-8a21-4b6e-9f40-1c2d3e4f5a6b"]
     _acks, events = feed("agent.handshake_complete")
     assert any(isinstance(e, HandshakeCompleted) for e in events)
@@ -626,10 +626,10 @@ def test_official_agent_frames_through_the_session() -> None:
     assert len(delivered) == 7  # the empty payload delivers nothing, the flag is an event
     assert client.expected_sequence_number == 11
     for name in ("agent.output.large_sequence_number_a", "agent.output.large_sequence_number_b"):
-        acks, _ = feed(name)
+        acks, _frames = feed(name)
         assert acks == []  # far beyond the reorder window: not buffered, not acked
     for name in ("agent.acknowledge", "agent.acknowledge.handshake_response"):
-        acks, _ = feed(name)
+        acks, _frames = feed(name)
         assert acks == []
     assert client.unacked_messages == 0  # the HandshakeResponse (seq 0) was acked
     _acks, events = feed("agent.pause_publication")

@@ -88,10 +88,10 @@ def test_mux_mode_one_stream_per_connection() -> None:
             results = await asyncio.gather(*(_exchange(listener.port, p) for p in payloads))
             assert results == [p.upper() for p in payloads]
             await until(lambda: sum(1 for f in smux.frames if f[0] == 1) == 3)
-            opened = [sid for cmd, sid, _ in smux.frames if cmd == 0]
+            opened = [sid for cmd, sid, _length in smux.frames if cmd == 0]
             assert sorted(opened) == [3, 5, 7]  # odd, from 3 (§5.4)
             assert sorted(bytes(v) for v in smux.received.values()) == sorted(payloads)
-            assert all(length <= 32768 for cmd, _, length in smux.frames if cmd == 2)
+            assert all(length <= 32768 for cmd, _sid, length in smux.frames if cmd == 2)
             assert not [f for f in smux.frames if f[0] == 3]  # agent 3.3.987.0: no keepalive NOPs
             await listener.aclose()
             await tunnel.aclose()

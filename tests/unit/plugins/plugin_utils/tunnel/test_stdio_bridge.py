@@ -115,7 +115,7 @@ def test_full_window_stops_reading_stdin_and_loses_nothing() -> None:
                 bridge = loop.create_task(bridge_stdio(tunnel, pipes.stdin_r, pipes.stdout_w))
                 feeder = loop.create_task(pipes.feed(payload))
                 await until(lambda: len(agent.received) == 8 * 1024)
-                for _ in range(50):
+                for _unused in range(50):
                     await asyncio.sleep(0.01)
                 # The bridge stopped reading stdin: the feeder is stuck on a full pipe, and what the
                 # bridge did read is at most the window plus one read plus the pipe's capacity.

@@ -175,7 +175,7 @@ def test_backpressure_write_waits_while_acks_are_withheld() -> None:
             data = random.Random(4).randbytes(64 * 1024)
             writer = asyncio.get_running_loop().create_task(tunnel.write(data))
             await until(lambda: len(agent.received) == 8 * 1024)
-            for _ in range(50):  # give the writer every chance to (wrongly) push more
+            for _unused in range(50):  # give the writer every chance to (wrongly) push more
                 await asyncio.sleep(0.01)
             assert not writer.done()
             assert len(agent.received) == 8 * 1024
@@ -485,6 +485,52 @@ def test_writes_during_a_reconnect_are_queued_not_failed() -> None:
             assert await tunnel.drain(timeout=20)
             assert bytes(agent.received) == b"first-queued-while-down"
             assert tunnel.stats.reconnects == 1
+            await tunnel.aclose()
+
+    run(main())
+
+
+@pytest.mark.parametrize("path", ["fast", "recv_and_send"])
+def test_bulk_data_through_the_fast_and_the_plain_websocket_paths(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Frames normally reach the core straight from websockets' parser (``_TappedConnection``) and
+    leave in batches (``_send_batch``); without those hooks, ``recv()``/``send()`` per frame must
+    give the same result."""
+    if path == "recv_and_send":
+        monkeypatch.setattr(websocket_driver, "_TappedConnection", websocket_driver._ClientConnection)
+        monkeypatch.setattr(websocket_driver, "_can_batch", lambda ws: False)
+
+    async def main() -> None:
+        async with FakeService(ScriptedAgent(echo=True)) as service:
+            tunnel = make_tunnel(service)
+            await tunnel.connect()
+            conn = tunnel._conn
+            assert conn is not None
+            assert (type(conn.ws).__name__ == "_TappedConnection") is (path == "fast")
+            payload = random.Random(2).randbytes(300 * 1024 + 17)
+            writer = asyncio.get_running_loop().create_task(tunnel.write(payload))
+            echoed = await read_exactly(tunnel, len(payload))
+            await writer
+            assert echoed == payload
+            assert tunnel.stats.frames_received >= len(payload) // 1024
+            await tunnel.aclose()
+
+    run(main())
+
+
+def test_data_then_channel_closed_in_one_batch_delivers_the_data_first() -> None:
+    async def main() -> None:
+        async with FakeService() as service:
+            tunnel = make_tunnel(service)
+            await tunnel.connect()
+            for n in range(50):
+                service.agent.send_data(b"%04d" % n, service.now())
+            service.agent.channel_closed("")
+            await service.push()
+            await tunnel.wait_closed()
+            assert await read_exactly(tunnel, 200) == b"".join(b"%04d" % n for n in range(50))
+            assert await tunnel.read() == b""
             await tunnel.aclose()
 
     run(main())
