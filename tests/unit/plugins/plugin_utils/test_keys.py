@@ -153,3 +153,38 @@ def test_known_hosts_directory_is_created_private(tmp_path: Path, monkeypatch: p
     path = keys.known_hosts_path("~/.ansible/ec2ssm/known_hosts")
     assert path == str(tmp_path / ".ansible" / "ec2ssm" / "known_hosts")
     assert mode(tmp_path / ".ansible" / "ec2ssm") == 0o700
+
+
+def test_helper_stderr_is_one_file_per_destination_read_from_an_offset(tmp_path: Path) -> None:
+    """A master's helper outlives the ssh run that started it: each run reads what was appended
+    during its own run, from the file every run for that destination shares."""
+    local_tmp = str(tmp_path)
+    path = keys.helper_stderr_path(local_tmp, "i-0123456789abcdef0", "ec2-user", 22)
+    assert path == keys.helper_stderr_path(local_tmp, "i-0123456789abcdef0", "ec2-user", 22)
+    others = {
+        keys.helper_stderr_path(local_tmp, "i-0123456789abcdef1", "ec2-user", 22),
+        keys.helper_stderr_path(local_tmp, "i-0123456789abcdef0", "ubuntu", 22),
+        keys.helper_stderr_path(local_tmp, "i-0123456789abcdef0", "ec2-user", 2222),
+    }
+    assert path not in others
+    assert len(others) == 3
+    assert mode(os.path.dirname(path)) == 0o700
+
+    assert keys.stderr_size(path) == 0  # no helper ran yet
+    assert keys.read_stderr_since(path, 0) == ""
+    with open(path, "a", encoding="utf-8") as handle:  # what ssh's "2>>" does
+        handle.write("first run\n")
+    offset = keys.stderr_size(path)
+    assert keys.read_stderr_since(path, offset) == ""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("trek10.ec2ssm: i-0123456789abcdef0: later \u00e9\n")
+    assert keys.read_stderr_since(path, offset) == "trek10.ec2ssm: i-0123456789abcdef0: later \u00e9\n"
+
+
+def test_helper_stderr_reads_at_most_the_newest_bytes(tmp_path: Path) -> None:
+    path = keys.helper_stderr_path(str(tmp_path), "i-0123456789abcdef0", None, None)
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write("d" * (keys.HELPER_STDERR_READ_LIMIT * 2) + "\nlast line\n")
+    text = keys.read_stderr_since(path, 0)
+    assert len(text) == keys.HELPER_STDERR_READ_LIMIT
+    assert text.endswith("\nlast line\n")
