@@ -159,9 +159,14 @@ options:
   timeout:
     description:
       - Seconds to wait for the SSH connection, which ssh gets as C(ConnectTimeout).
-      - Through a ProxyCommand this also bounds the SSH banner, which arrives only once the key is
-        pushed and the SSM session is up, hence the higher default than the builtin ssh plugin.
-    default: 30
+      - Through a ProxyCommand this also bounds the SSH banner, which arrives only once the tunnel
+        helper has started, pushed the key and opened the SSM session (riding out API throttling
+        when many hosts connect at once), hence the higher default than the builtin ssh plugin.
+        The helper bounds each of those steps itself, so this is a backstop.
+      - ansible-core hands every connection the play's connection timeout (C([defaults] timeout),
+        C(ANSIBLE_TIMEOUT), C(-T); 10 seconds when none is set). This plugin uses that value only
+        when one of those is actually set, and its own default otherwise.
+    default: 60
 notes:
   - ansible.cfg needs nothing, but C([ssh_connection]) settings and C(ansible_ssh_*) variables
     apply to this plugin as they do to the builtin ssh plugin. Our own settings live in
@@ -245,6 +250,9 @@ def _failures() -> t.Any:
     return module
 
 
+DEFAULT_TIMEOUT = 60
+"""The ``timeout`` option's documented default (a unit test keeps the two equal)."""
+
 _PLUGIN_DIR_DEPTH = 5
 """ssm_ssh.py is <root>/ansible_collections/trek10/ec2ssm/plugins/connection/ssm_ssh.py."""
 
@@ -297,6 +305,22 @@ def _invocation() -> tuple[str, list[str]]:
     return program, []
 
 
+def _play_timeout_is_unset(origin: str) -> bool:
+    """Whether the ``timeout`` option holds ansible-core's built-in 10 s rather than a user's value.
+
+    The task executor passes the play's connection timeout to every connection as the ``timeout``
+    keyword, which outranks any plugin default: without this check our default would never apply,
+    and with 10 s many hosts connecting at once (each tunnel needs a Python start and two AWS calls
+    before the SSH banner) time out. A host variable, ``ANSIBLE_TIMEOUT``, ``[defaults] timeout``
+    or ``-T`` all make the value the user's.
+    """
+    if not origin.startswith("keyword"):
+        return False  # from our own sources (vars, env, ini) or our default: already right
+    if context.CLIARGS and context.CLIARGS.get("timeout"):
+        return False
+    return bool(C.config.get_config_value_and_origin("DEFAULT_TIMEOUT")[1] == "default")
+
+
 class Connection(SshConnection):
     """ssh with a ProxyCommand into SSM and a one-time EC2 Instance Connect key (see DOCUMENTATION)."""
 
@@ -309,6 +333,16 @@ class Connection(SshConnection):
         self._ec2ssm_context: dict[str, t.Any] | None = None
         """Arguments of ``ssh_failures.Context`` for diagnosing a failure of this connection."""
         self._ec2ssm_stderr_file: str | None = None
+
+    def set_options(
+        self,
+        task_keys: dict[str, t.Any] | None = None,
+        var_options: dict[str, t.Any] | None = None,
+        direct: dict[str, t.Any] | None = None,
+    ) -> None:
+        super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
+        if _play_timeout_is_unset(self.get_option_and_origin("timeout")[1]):
+            self.set_option("timeout", DEFAULT_TIMEOUT)
 
     # -- settings -------------------------------------------------------------------------------
 

@@ -199,11 +199,53 @@ def test_sshpass_prefix_is_skipped(base_vars: dict[str, Any], monkeypatch: pytes
 
 def test_defaults_fit_ssm(base_vars: dict[str, Any]) -> None:
     conn = load(base_vars)
-    assert conn.get_option("timeout") == 30
+    assert conn.get_option("timeout") == ssm_ssh.DEFAULT_TIMEOUT == 60
     assert conn.get_option("ssh_args") == "-C -o ControlMaster=auto -o ControlPersist=10m"
     assert conn.get_option("ssm_document") == "AWS-StartSSHSession"
     assert conn.get_option("eic_push") is True
-    assert option(command(base_vars), "ConnectTimeout") == ["30"]
+    assert option(command(base_vars), "ConnectTimeout") == ["60"]
+
+
+def play_timeout_keys() -> dict[str, Any]:
+    """What ansible-core's task executor passes: the play's connection timeout as a keyword."""
+    return {"timeout": PlayContext().timeout}
+
+
+def test_the_play_timeout_applies_only_when_the_user_set_it(
+    base_vars: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ansible-core hands every connection ``timeout=10`` (its built-in default) as a task keyword."""
+    assert play_timeout_keys() == {"timeout": 10}
+    conn = connection_loader.get(NAME, PlayContext())
+    conn.set_options(task_keys=play_timeout_keys(), var_options=base_vars)
+    assert conn.get_option("timeout") == 60  # not the built-in 10
+
+    conn.set_options(task_keys={"timeout": 25}, var_options={**base_vars, "ansible_ssh_timeout": 45})
+    assert conn.get_option("timeout") == 45  # a host variable wins, as with the builtin plugin
+
+    monkeypatch.setattr(ssm_ssh.context, "CLIARGS", ssm_ssh.context.CLIARGS.__class__({"timeout": 25}))
+    conn.set_options(task_keys={"timeout": 25}, var_options=base_vars)
+    assert conn.get_option("timeout") == 25  # -T 25
+
+
+def test_a_configured_play_timeout_is_kept(base_vars: dict[str, Any], tmp_path: Path) -> None:
+    """``[defaults] timeout`` in ansible.cfg is the user's choice: checked in a fresh ansible."""
+    (tmp_path / "ansible.cfg").write_text("[defaults]\ntimeout = 17\n", encoding="utf-8")
+    code = (
+        "from ansible.playbook.play_context import PlayContext\n"
+        "from ansible.plugins.loader import connection_loader, init_plugin_loader\n"
+        "init_plugin_loader()\n"
+        f"c = connection_loader.get({NAME!r}, PlayContext())\n"
+        "c.set_options(task_keys={'timeout': PlayContext().timeout}, "
+        "var_options={'ansible_host': 'i-0123456789abcdef0', 'ansible_user': 'ec2-user'})\n"
+        "print(c.get_option('timeout'))\n"
+    )
+    root = ssm_ssh._collections_root()
+    env = {**os.environ, "PYTHONPATH": with_root(root), "ANSIBLE_COLLECTIONS_PATH": root}
+    env["ANSIBLE_CONFIG"] = str(tmp_path / "ansible.cfg")
+    env.pop("ANSIBLE_TIMEOUT", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "17"
 
 
 def test_users_ssh_settings_still_apply(base_vars: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -434,8 +476,15 @@ def test_a_helper_failure_becomes_the_task_message(
     assert "NoCredentialsError" in message
     assert "Failed to connect to the host via ssh" not in message
     assert isinstance(caught.value, ssm_ssh.Ec2SsmConnectionError)  # permanent: not retried
-    leftovers = Path(C.DEFAULT_LOCAL_TMP, keys.RUN_SUBDIR).glob(f"helper-{os.getpid()}-*")
-    assert not list(leftovers)  # the helper's stderr file was read and removed
+    # The destination's helper output stays in one file (a master's helper may still write to it
+    # later); each ssh run reads only what was appended during that run.
+    stderr_file = Path(str(conn._ec2ssm_stderr_file))
+    assert stderr_file.parent == Path(C.DEFAULT_LOCAL_TMP, keys.RUN_SUBDIR)
+    assert stderr_file.read_text().count("NoCredentialsError") == 1
+    with pytest.raises(AnsibleConnectionFailure) as again:
+        conn.exec_command("true")
+    assert str(again.value.message) == message
+    assert stderr_file.read_text().count("NoCredentialsError") == 2
 
 
 # -- the per-task path stays light --------------------------------------------------------------------------
@@ -504,5 +553,5 @@ def test_ansible_doc_shows_every_option() -> None:
         "ssm_document", "eic_push", "known_hosts_file", "host_key_policy", "session_reason", "job_id",
     }  # fmt: skip
     assert set(doc["options"]) == builtin | ours
-    assert doc["options"]["timeout"]["default"] == 30
+    assert doc["options"]["timeout"]["default"] == ssm_ssh.DEFAULT_TIMEOUT
     assert "version_added" not in doc["options"]["host_key_checking"]
