@@ -18,14 +18,14 @@ SANDBOX := $(RUN) $(PY) -m ansible_collections.trek10.ec2ssm.tests.sandbox
 SANDBOX_INSTANCES ?= 3
 SANDBOX_STATE ?= $(ROOT)/.sandbox
 
-.PHONY: help demo test system-deps venvs lint typecheck unit packaging e2e e2e-221 sanity units sandbox sandbox-down bench build clean
+.PHONY: help demo test system-deps venvs lint typecheck unit packaging e2e e2e-221 sanity units sandbox sandbox-down bench bench-smoke build clean
 
 help:
 	@echo "make demo          run the demo playbook against private instances on the local sandbox"
-	@echo "make test          everything CI runs: lint, types, unit, sandbox e2e, ansible-test sanity+units on 2.19 and 2.21"
+	@echo "make test          everything CI runs: lint, types, unit, sandbox e2e, bench smoke, ansible-test sanity+units on 2.19 and 2.21"
 	@echo "make sandbox       start the local AWS sandbox (SANDBOX_INSTANCES=$(SANDBOX_INSTANCES)); source .sandbox/env.sh to use it"
 	@echo "make sandbox-down  stop the sandbox and remove its namespaces"
-	@echo "make bench         benchmarks -> docs/performance.md"
+	@echo "make bench         benchmarks -> docs/performance.md (BENCH_ARGS=\"--only warm,cold\" to rerun some)"
 	@echo "make build         build the collection tarball and install it into a scratch path"
 
 system-deps:
@@ -42,7 +42,7 @@ $(V221)/.stamp: requirements.txt tests/requirements.txt tools/mkvenv.sh
 demo: system-deps venvs
 	@$(RUN) PY=$(PY) tools/demo.sh
 
-test: system-deps venvs lint typecheck unit packaging e2e e2e-221 sanity units
+test: system-deps venvs lint typecheck unit packaging e2e bench-smoke e2e-221 sanity units
 	@echo ">>> make test: all passed"
 
 lint: venvs
@@ -81,8 +81,15 @@ sandbox: system-deps venvs
 sandbox-down: venvs
 	$(SANDBOX) down --state-dir $(SANDBOX_STATE)
 
+# Every scenario against its baseline (root; about 40 minutes) -> bench/results/, docs/performance.md.
 bench: system-deps venvs
-	@$(RUN) PY=$(PY) tools/bench.sh
+	@$(RUN) PY=$(PY) tools/bench.sh $(BENCH_ARGS)
+
+# CI: every scenario once at small sizes and the report rendering, into a scratch directory
+# (never docs/); fails if any scenario fails. Not a measurement.
+bench-smoke: system-deps venvs
+	@out=$$(mktemp -d /tmp/ec2ssm-bench-smoke-XXXXXX); trap 'rm -rf "$$out"' EXIT; \
+	$(RUN) PY=$(PY) tools/bench.sh --smoke --output-dir "$$out"
 
 build: venvs
 	rm -rf .build/dist && mkdir -p .build/dist

@@ -42,7 +42,8 @@ else:
 #: Retry budget when neither ``AWS_MAX_ATTEMPTS`` nor the profile's ``max_attempts`` is set.
 #: botocore's standard mode sleeps ``random() * 2**n`` (full jitter) between attempts, so 5 attempts
 #: wait at most 1+2+4+8 = 15 s (7.5 s on average): long enough to ride out a burst of StartSession
-#: throttling from many forks, short enough to fit inside ssh's ConnectTimeout (60 s by default in our plugin).
+#: throttling from many forks, short enough to fit inside ssh's ConnectTimeout (60 s by default in
+#: our plugin).
 DEFAULT_MAX_ATTEMPTS = 5
 #: botocore's own default is 60 s for both; a ProxyCommand that hangs that long outlives ssh.
 DEFAULT_CONNECT_TIMEOUT = 10.0
