@@ -245,10 +245,6 @@ class MessageIdSource:
         value = (self._bits(128) & _V4_CLEAR) | _V4_SET
         return ((value & _LOW64) << 64 | value >> 64).to_bytes(16, "big")
 
-    def uuid(self) -> uuid.UUID:
-        """The same kind of id as a :class:`uuid.UUID` (canonical byte order)."""
-        return uuid.UUID(int=(self._bits(128) & _V4_CLEAR) | _V4_SET)
-
 
 def encode_fields(  # noqa: PLR0917 - positional on purpose: it runs for every frame
     wire_type: bytes,

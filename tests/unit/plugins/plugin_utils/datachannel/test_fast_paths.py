@@ -242,6 +242,5 @@ def test_message_ids_are_version_4_uuids_in_wire_order() -> None:
         assert value.version == 4
         assert value.variant == uuid.RFC_4122
         seen.add(wire)
-        assert source.uuid().version == 4
     assert len(seen) == 2000
     assert MessageIdSource().wire() != MessageIdSource().wire()  # seeded from os.urandom
